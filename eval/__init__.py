@@ -1,0 +1,1 @@
+"""Evaluation through lm-evaluation-harness: the `zoo` LM, task aliases, offline mirrors."""
