@@ -15,11 +15,13 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from zoo.errors import ZooError
+
 from zoo.layers.attention import AttentionConfig
 from zoo.layers.deltanet import DeltaNetConfig, GatedDeltaNetConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(ZooError):
     """A recipe or override that does not fit the schema; the message names the fix."""
 
 
