@@ -37,6 +37,8 @@ import typing
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from zoo.errors import ZooError
+
 __all__ = [
     "BUILTINS",
     "MAX_LAYERS",
@@ -63,8 +65,8 @@ MAX_LAYERS = 10_000
 Span = Tuple[int, int]  # [start, end) character offsets into the pattern
 
 
-class SpecError(ValueError):
-    """A bad block spec. ``str(err)`` shows the pattern with a caret under ``span``.
+class SpecError(ZooError):
+    """A bad block spec (a ``ValueError`` via ``ZooError``). ``str(err)`` shows the pattern with a caret under ``span``.
 
     Attributes: ``pattern`` (str or None), ``span`` ((start, end) or None), ``reason`` (the
     first line without the caret block).
@@ -123,7 +125,7 @@ def _tokenize(pattern: str) -> List[_Tok]:
         elif c in "'\"":
             close = pattern.find(c, i + 1)
             if close < 0:
-                raise SpecError(f"unterminated string: no closing {c}", pattern, (i, n))
+                raise SpecError(f"unterminated string: no closing {c}", pattern, (i, i + 1))
             toks.append(_Tok("STRING", pattern[i + 1: close], (i, close + 1)))
             i = close + 1
         elif c in _WORD_CHARS:
