@@ -107,3 +107,43 @@ def load_yaml(path: str | Path) -> DictConfig:
         return OmegaConf.load(path)
     except Exception as err:  # yaml.YAMLError and friends
         raise ConfigError(f"cannot parse {path}: {err}") from None
+
+
+# ---- run recipes (zoo train) -------------------------------------------------------------
+from zoo.data.config import DataConfig  # noqa: E402  (light modules: dataclasses only)
+from zoo.train.config import TrainConfig  # noqa: E402
+
+
+@dataclass
+class RunConfig:
+    """A whole recipe: ``model:``, ``data:`` and ``train:`` sections plus where the run lives.
+
+    ``name`` None: ``<recipe stem>-<UTC timestamp>``; ``resume=true`` continues the named run (or the
+    latest run of the same recipe) from its newest checkpoint.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: Optional[str] = None
+    runs_root: str = "runs"
+    resume: bool = False
+
+
+def load_recipe(path: "str | Path | None", overrides: Optional[List[str]] = None, base: Any = None) -> RunConfig:
+    """Validate a recipe file (and ``key=value`` overrides) into a ``RunConfig``.
+
+    ``base`` (a dict/DictConfig, e.g. a run's saved config.yaml) is merged first when given; ``path``
+    may then be None. Every failure is a ``ConfigError`` naming the key and the fix.
+    """
+    sources = [base] if base is not None else []
+    if path is not None:
+        sources.append(load_yaml(path))
+    try:
+        cfg = merge(RunConfig, *sources, overrides=overrides)
+        cfg.data.validate()
+    except ConfigError:
+        raise
+    except ValueError as err:  # value checks inside the sections (train/data validators)
+        raise ConfigError(str(err)) from None
+    return cfg

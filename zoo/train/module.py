@@ -1,0 +1,207 @@
+"""``ZooLightningModule``: the training step around a ``ZooModel``.
+
+Manual optimisation, so one ``training_step`` is one optimizer step over the device's whole
+share of the global batch: the data module hands it a list of micro batches (each the
+contract batch: ``input_ids`` / ``labels`` [b, T], optional ``cu_seqlens``) and the global count of
+target tokens. Each micro batch contributes ``sum(CE) * world / n_tokens_global`` to the gradient, so
+after DDP's gradient averaging the update is the token-mean loss of the global batch — the same
+maths on one device or many, with or without accumulation.
+
+Per step: loss → (all ranks agree) finite? → clip (global norm) → finite grad norm? → AdamW →
+LR schedule. A non-finite loss or grad norm skips the update (``train.nan_policy=skip``, counted,
+capped by ``max_nan_skips``) or stops the run with ``NonFiniteLossError`` (``stop``).
+
+Validation runs at step 0, every ``val_every`` steps and at the last step on fixed held-out
+batches; it logs ``val/loss`` and ``val/ppl`` = exp(loss) (token means over all ranks).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any, Dict, List, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.config import ModelConfig
+from zoo.errors import ZooError
+from zoo.train.checkpoint import load_rng_state, rng_state
+from zoo.train.config import TrainConfig
+
+
+class NonFiniteLossError(ZooError):
+    """Training produced NaN/inf and the policy says stop (or too many steps were skipped)."""
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+    """AdamW groups: decay on matrices of linear layers; none on norms, biases or embeddings.
+
+    Shared (tied) parameters appear once; an embedding tied to the LM head gets no decay.
+    """
+    no_decay: set = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) or "norm" in type(module).__name__.lower():
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, plain, seen = [], [], set()
+    for _, p in model.named_parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        (plain if p.ndim < 2 or id(p) in no_decay else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1 over ``warmup`` steps, then cosine down to ``min_ratio`` at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def token_ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy over labels != -100. logits [B, T, V] float, labels [B, T] → scalar."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum")
+
+
+class ZooLightningModule(L.LightningModule):
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, model: Optional[nn.Module] = None):
+        super().__init__()
+        from zoo.model import ZooModel
+
+        self.automatic_optimization = False
+        self.train_cfg = train_cfg
+        self.model = model if model is not None else ZooModel(model_cfg)
+        self.nan_skipped = 0
+        self.tokens_seen = 0
+        self._t_last: Optional[float] = None
+        self._val_done_at: Optional[int] = None
+
+    # ---- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.train_cfg
+        fused = {"fused": True} if torch.cuda.is_available() and self.device.type == "cuda" else {}
+        opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas),
+                                eps=cfg.eps, **fused)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def compute_ce_sum(self, micro: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Summed token cross-entropy of one micro batch (the seam tests use to inject faults)."""
+        logits = self.model(micro["input_ids"], cu_seqlens=micro.get("cu_seqlens"))
+        return token_ce_sum(logits, micro["labels"])
+
+    def _no_sync(self, last: bool):
+        model = self.trainer.model if self._trainer is not None else None
+        if not last and model is not None and hasattr(model, "no_sync") and self.trainer.world_size > 1:
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def _clip(self) -> torch.Tensor:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        max_norm = self.train_cfg.grad_clip or float("inf")
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            return self.trainer.strategy.model.clip_grad_norm_(max_norm)
+        return torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+
+    def training_step(self, batch: Dict[str, Any], batch_idx: int):
+        if self._val_done_at is None and self.global_step == 0:
+            self.run_validation()
+        cfg = self.train_cfg
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        micro: List[Dict[str, torch.Tensor]] = batch["micro"]
+        n_tokens = max(1, int(batch["n_tokens"]))
+        world = self.trainer.world_size
+        ce_total = torch.zeros((), device=self.device, dtype=torch.float32)
+        for i, mb in enumerate(micro):
+            with self._no_sync(last=i == len(micro) - 1):
+                ce = self.compute_ce_sum(mb)
+                self.manual_backward(ce * (world / n_tokens))
+            ce_total += ce.detach().float()
+        loss = self.trainer.strategy.reduce(ce_total, reduce_op="sum") / n_tokens if world > 1 else ce_total / n_tokens
+        grad_norm = self._clip()
+        ok = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
+        ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+        step_tokens = sum(int(mb["input_ids"].numel()) for mb in micro) * world
+        if not ok:
+            opt.zero_grad(set_to_none=True)
+            self.nan_skipped += 1
+            what = f"loss={loss.item()} grad_norm={grad_norm.item()}"
+            if cfg.nan_policy == "stop":
+                raise NonFiniteLossError(
+                    f"non-finite training loss at step {self.global_step + 1} ({what}); stopping because "
+                    f"train.nan_policy=stop. Lower train.lr, raise train.warmup_steps, or set train.nan_policy=skip")
+            if self.nan_skipped > cfg.max_nan_skips:
+                raise NonFiniteLossError(
+                    f"{self.nan_skipped} steps had a non-finite loss (last: {what} at step {self.global_step + 1}); "
+                    f"more than train.max_nan_skips={cfg.max_nan_skips}. The run has diverged: lower train.lr")
+            self.log("train/nan_skipped", float(self.nan_skipped), on_step=True, rank_zero_only=True)
+            self.tokens_seen += step_tokens
+            return None
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        self.tokens_seen += step_tokens
+        now = time.perf_counter()
+        metrics = {"train/loss": loss, "train/grad_norm": grad_norm.float(), "train/lr": sched.get_last_lr()[0],
+                   "train/tokens": float(self.tokens_seen), "step": float(self.global_step)}
+        if self._t_last is not None:
+            metrics["train/tokens_per_s"] = step_tokens / max(now - self._t_last, 1e-9)
+            self.log("tok/s", metrics["train/tokens_per_s"], prog_bar=True, logger=False)
+        self._t_last = now
+        self.log("loss", loss, prog_bar=True, logger=False)
+        self.log_dict(metrics, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        step = self.global_step
+        if step > 0 and self._val_done_at != step and (step % self.train_cfg.val_every == 0 or step >= self.trainer.max_steps):
+            self.run_validation()
+
+    # ---- validation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def run_validation(self) -> Optional[float]:
+        """Token-mean CE over this rank's share of the held-out batches, reduced over ranks."""
+        dm = self.trainer.datamodule
+        batches = dm.val_batches_for_rank() if dm is not None else []
+        was_training = self.model.training
+        self.model.eval()
+        ce = torch.zeros((), device=self.device, dtype=torch.float64)
+        count = torch.zeros((), device=self.device, dtype=torch.float64)
+        for b in batches:
+            b = self.trainer.strategy.batch_to_device(b)
+            with self.trainer.precision_plugin.forward_context():
+                ce += self.compute_ce_sum(b).double()
+            count += (b["labels"] != -100).sum()
+        self.model.train(was_training)
+        if self.trainer.world_size > 1:
+            ce = self.trainer.strategy.reduce(ce, reduce_op="sum")
+            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+        self._val_done_at = self.global_step
+        self._t_last = None  # do not count validation time as training time
+        if count.item() == 0:
+            return None
+        val = (ce / count).item()
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics({"val/loss": val, "val/ppl": math.exp(min(val, 50.0))}, step=self.global_step)
+        self.log("val", val, prog_bar=True, logger=False)
+        return val
+
+    # ---- checkpoint extras --------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["zoo"] = {"rng": rng_state(), "nan_skipped": self.nan_skipped, "tokens_seen": self.tokens_seen,
+                             "val_done_at": self._val_done_at}
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        extra = checkpoint.get("zoo", {})
+        self.nan_skipped = extra.get("nan_skipped", 0)
+        self.tokens_seen = extra.get("tokens_seen", 0)
+        self._val_done_at = extra.get("val_done_at")
+        if "rng" in extra:
+            load_rng_state(extra["rng"])
