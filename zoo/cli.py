@@ -14,6 +14,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="A layer zoo for hybrid linear-attention language models.")
 
 
+@app.callback()
+def _root() -> None:
+    """A layer zoo for hybrid linear-attention language models."""
+
+
 @app.command()
 def compose(
     pattern: str = typer.Argument(..., help='Block spec such as "(delta swa)*12", or a recipe .yaml'),

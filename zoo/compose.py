@@ -53,6 +53,8 @@ def compose(config: ModelConfig, context: int, batch_size: int = 1, dtype_bytes:
 def _key_options(cfg: Any, model: ModelConfig, mixer: str) -> str:
     """The options that differ from the model's defaults for that mixer type, as k=v text."""
     base = asdict(getattr(model, mixer))
+    base["n_heads"] = base["n_heads"] or model.n_heads
+    base["head_dim"] = base["head_dim"] or model.d_model // base["n_heads"]
     shown = {f.name: getattr(cfg, f.name) for f in fields(cfg) if getattr(cfg, f.name) != base.get(f.name)}
     if mixer == "attention":
         shown.setdefault("window", cfg.window)

@@ -139,13 +139,14 @@ class DeltaNet(nn.Module):
                 cache.q_tail, cache.k_tail, cache.v_tail = q_tail, k_tail, v_tail
         else:
             q, k = F.silu(q), F.silu(k)
-        q = F.normalize(q.view(B, T, H, dk).float(), dim=-1, eps=1e-6).to(x.dtype)
-        k = F.normalize(k.view(B, T, H, dk).float(), dim=-1, eps=1e-6).to(x.dtype)
+        f32 = torch.promote_types(x.dtype, torch.float32)  # at least fp32 for norms and gates
+        q = F.normalize(q.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
+        k = F.normalize(k.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
         v = v.view(B, T, H, dv)
-        beta = torch.sigmoid(self.b_proj(x).float()).to(x.dtype)
+        beta = torch.sigmoid(self.b_proj(x).to(f32)).to(x.dtype)
         args = dict(initial_state=cache.state if cache else None, output_final_state=cache is not None, cu_seqlens=cu_seqlens)
         if self.gated:
-            g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
+            g = -self.A_log.to(f32).exp() * F.softplus(self.a_proj(x).to(f32) + self.dt_bias.to(f32))
             o, state = _gated_delta_rule(q, k, v, g, beta, chunk_size=self.config.chunk_size, **args)
         else:
             o, state = _delta_rule(q, k, v, beta, chunk_size=self.config.chunk_size, **args)

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * weight over the last dim, computed in fp32 and cast back to x's dtype."""
+    """x / rms(x) * weight over the last dim, computed in at least fp32 and cast back to x's dtype."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -15,8 +15,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
-        y = x.float()
-        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        y = x.to(dtype)
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.to(dtype)
         if gate is not None:
-            y = y * F.silu(gate.float())
+            y = y * F.silu(gate.to(dtype))
         return y.to(x.dtype)
