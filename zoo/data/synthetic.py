@@ -1,0 +1,112 @@
+"""Synthetic tasks as training data: fresh batches every step, generated on the training device.
+
+Batch ``i`` of the training stream is drawn from a generator seeded with ``(seed, i)``, so the
+stream is a pure function of the seed and resuming is just ``seek(i)`` / ``load_state_dict``.
+Under data parallelism each rank draws the whole global batch and keeps its slice (generation
+costs milliseconds), so any world size trains on the same global batches. Validation batches
+use a separate seed stream and are identical at every evaluation.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+Generate = Callable[[int, torch.Generator], Dict[str, torch.Tensor]]
+_VAL_STREAM = 0x5EED_0FF5
+
+
+def _seeded(seed: int, stream: int, index: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    # splitmix-style mixing keeps nearby (seed, index) pairs far apart
+    x = (seed * 0x9E3779B97F4A7C15 + stream * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % (1 << 63)
+    g.manual_seed(x)
+    return g
+
+
+def accuracy(logits_or_preds: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of query positions (``labels != -100``) predicted exactly.
+
+    ``logits_or_preds``: logits [B, T, V] (argmax taken) or predicted ids [B, T].
+    Returns nan when there is no query position.
+    """
+    preds = logits_or_preds.argmax(-1) if logits_or_preds.dim() == labels.dim() + 1 else logits_or_preds
+    mask = labels != -100
+    n = int(mask.sum())
+    if n == 0:
+        return float("nan")
+    return float((preds[mask] == labels[mask]).sum()) / n
+
+
+class SyntheticTrainData(IterableDataset):
+    """Endless batches of a generator ``generate(batch_size, torch.Generator) -> batch dict``.
+
+    ``device``: where batches are generated (set it to the training device; attribute
+    ``device`` may be reassigned before iterating). ``state_dict`` = batches yielded.
+    """
+
+    def __init__(self, generate: Generate, batch_size: int, seed: int = 0, device: Any = "cpu",
+                 rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None, name: str = ""):
+        super().__init__()
+        self.generate, self.batch_size, self.seed = generate, batch_size, seed
+        self.device = torch.device(device)
+        self.vocab_size, self.name = vocab_size, name
+        self.set_distributed(rank, world_size)
+        self.batch_index = 0
+
+    def set_distributed(self, rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+        self.rank, self.world_size = rank, world_size
+
+    def batch(self, index: int) -> Dict[str, torch.Tensor]:
+        """This rank's share of global batch ``index``."""
+        g = _seeded(self.seed, 0, index, self.device)
+        full = self.generate(self.batch_size * self.world_size, g)
+        if self.world_size == 1:
+            return full
+        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
+        return {k: v[lo:hi] for k, v in full.items()}
+
+    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        while True:
+            b = self.batch(self.batch_index)
+            self.batch_index += 1
+            yield b
+
+    def seek(self, batch_index: int) -> None:
+        self.batch_index = int(batch_index)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"batch_index": self.batch_index, "seed": self.seed, "global_batch": self.batch_size * self.world_size}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for k in ("seed", "global_batch"):
+            if k in state and state[k] != self.state_dict()[k]:
+                raise ValueError(f"data state from a checkpoint has {k}={state[k]}, this run {self.state_dict()[k]}; "
+                                 "resume with the same data seed and batch size x devices")
+        self.batch_index = int(state["batch_index"])
+
+
+class SyntheticValData(Dataset):
+    """``n_batches`` fixed validation batches (map-style; the same tensors at every evaluation)."""
+
+    def __init__(self, generate: Generate, batch_size: int, n_batches: int, seed: int = 0, device: Any = "cpu",
+                 vocab_size: Optional[int] = None, name: str = ""):
+        if n_batches < 1:
+            raise ValueError(f"data.val_batches={n_batches} must be >= 1")
+        self.generate, self.batch_size, self.n_batches, self.seed = generate, batch_size, n_batches, seed
+        self.device = torch.device(device)
+        self.vocab_size, self.name = vocab_size, name
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
+        if not 0 <= i < self.n_batches:
+            raise IndexError(i)
+        return self.generate(self.batch_size, _seeded(self.seed, _VAL_STREAM, i, self.device))
+
+    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        return (self[i] for i in range(len(self)))
