@@ -25,7 +25,8 @@ def test_paper_hybrid_table_matches_the_built_model():
     with torch.device("meta"):
         model = ZooModel(ModelConfig(pattern="(delta swa)*12", d_model=1024, n_heads=8))
     assert report["totals"]["params"] == sum(p.numel() for p in model.parameters())
-    assert sum(r["params"] for r in report["layers"]) + report["totals"]["embedding_params"] == report["totals"]["params"]
+    t = report["totals"]
+    assert sum(r["params"] for r in report["layers"]) + t["embedding_params"] + t["lm_head_params"] + t["final_norm_params"] == t["params"]
 
 
 def test_table_output_lists_every_layer():

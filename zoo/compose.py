@@ -44,6 +44,7 @@ def compose(config: ModelConfig, context: int, batch_size: int = 1, dtype_bytes:
             "params": model.num_params(),
             "embedding_params": embed,
             "lm_head_params": head,
+            "final_norm_params": model.norm.weight.numel(),
             "flops_per_token": sum(r["flops_per_token"] for r in rows) + head_flops,
             "cache_bytes": sum(r["cache_bytes"] for r in rows),
         },
