@@ -45,6 +45,41 @@ def compose(
     typer.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 
+@app.command("import")
+def import_(
+    source: str = typer.Argument(..., metavar="PATH_OR_HUB_ID", help="fla checkpoint directory or Hugging Face hub id"),
+    out_dir: Path = typer.Argument(..., help="zoo run directory to write (config.yaml, model/, import.json)"),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT_DIR"),
+) -> None:
+    """Import an fla (flash-linear-attention 0.6.0) DeltaNet / Gated DeltaNet / hybrid checkpoint."""
+    from zoo.interop.fla import import_fla
+
+    result = import_fla(source, out_dir, overwrite=force)
+    for notice in result.notices:
+        typer.echo(f"notice: {notice}", err=True)
+    typer.echo(f"imported fla {result.model_type} ({result.n_params:,} parameters) as '{result.pattern}' "
+               f"into {result.out_dir}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="zoo run directory (or its model/ directory)"),
+    out_dir: Path = typer.Argument(..., help="Checkpoint directory to write"),
+    format: str = typer.Option("fla", "--format", help="Target format: fla (flash-linear-attention 0.6.0)"),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT_DIR"),
+) -> None:
+    """Export a zoo model to another library's checkpoint format (fla), where it can express the model."""
+    from zoo.interop.fla import export_fla
+
+    if format != "fla":
+        raise ZooError(f"unknown export format {format!r}; valid: fla")
+    result = export_fla(run_dir, out_dir, overwrite=force)
+    for notice in result.notices:
+        typer.echo(f"notice: {notice}", err=True)
+    typer.echo(f"exported '{result.pattern}' as fla {result.model_type} ({result.n_params:,} parameters) "
+               f"into {result.out_dir}")
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of the `zoo` script: user errors become one line on stderr and exit code 2."""
     try:

@@ -1,0 +1,1 @@
+"""Checkpoint interchange with other libraries (today: flash-linear-attention, ``zoo.interop.fla``)."""
