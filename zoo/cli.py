@@ -45,6 +45,71 @@ def compose(
     typer.echo(json.dumps(report, indent=2) if as_json else format_table(report))
 
 
+@app.command()
+def train(
+    args: Optional[List[str]] = typer.Argument(None, metavar="RECIPE [KEY=VALUE ...]",
+                                               help="Recipe YAML, then overrides such as train.steps=500"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory exactly"),
+) -> None:
+    """Train a recipe with Lightning; writes runs/<name>/ (config, model/, checkpoints/, logs/, loss.png)."""
+    from zoo.train.run import TrainingInterrupted, train_from_cli
+
+    args = list(args or [])
+    recipe = args.pop(0) if args and "=" not in args[0] else None
+    try:
+        train_from_cli(recipe, args, str(resume) if resume else None, echo=typer.echo)
+    except TrainingInterrupted as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(130)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Optional[str] = typer.Argument(None, help="Run directory (default: the latest run, from runs/LATEST). "
+                                            "`zoo eval download DIR` saves swde/fda/squad for --offline instead"),
+    download_dir: Optional[str] = typer.Argument(None, metavar="[DIR]", help="With `download`: where to save"),
+    tasks: str = typer.Option("recall", "--tasks", "-t", help="Comma-separated: swde, squad, fda, wikitext, lambada, "
+                              "piqa, hellaswag, winogrande, arc_easy, arc_challenge, groups recall / zeroshot, or any lm-eval task"),
+    limit: Optional[float] = typer.Option(None, "--limit", help="Documents per task (a fraction if < 1)"),
+    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward / decode batch"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
+    offline: bool = typer.Option(False, "--offline", help="Score the offline mirrors: a downloaded copy, else SAMPLE files"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Offline copy (default $ZOO_EVAL_DATA or ~/.cache/zoo/eval-data)"),
+    output: Optional[str] = typer.Option(None, "--output", help="JSON results path (default <run>/eval/results-<time>.json)"),
+    runs_root: str = typer.Option("runs", "--runs-root", help="Where `zoo train` writes runs"),
+) -> None:
+    """Evaluate a run with lm-evaluation-harness (recall suite by default) and write a JSON report."""
+    from zoo.eval.runner import download, run_eval
+
+    if run_dir == "download":
+        download(download_dir or data_dir or "~/.cache/zoo/eval-data", echo=typer.echo)
+        return
+    if download_dir is not None:
+        raise ZooError(f"unexpected argument {download_dir!r}: zoo eval takes one run directory (or `download DIR`)")
+    if limit is not None and limit >= 1:
+        limit = int(limit)
+    run_eval(run_dir, tasks, limit=limit, batch_size=batch_size, device=device, offline=offline,
+             data_dir=data_dir, output=output, runs_root=runs_root, echo=typer.echo)
+
+
+@app.command()
+def generate(
+    args: List[str] = typer.Argument(..., metavar="[RUN_DIR] PROMPT", help="Run directory (default: latest run) and prompt"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n", help="Tokens to generate"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)"),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed"),
+    runs_root: str = typer.Option("runs", "--runs-root", help="Where `zoo train` writes runs"),
+) -> None:
+    """Continue PROMPT with a trained run (prefill once, then cached single-token steps)."""
+    from zoo.eval.generate import run_generate
+
+    if len(args) > 2:
+        raise ZooError(f"zoo generate takes [RUN_DIR] PROMPT, got {len(args)} arguments (quote the prompt)")
+    run_dir, prompt = (None, args[0]) if len(args) == 1 else (args[0], args[1])
+    run_generate(run_dir, prompt, max_new_tokens, temperature, device, seed, runs_root, echo=typer.echo)
+
+
 @app.command("import")
 def import_(
     source: str = typer.Argument(..., metavar="PATH_OR_HUB_ID", help="fla checkpoint directory or Hugging Face hub id"),

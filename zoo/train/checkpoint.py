@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -41,8 +40,9 @@ def prune_checkpoints(directory: str | Path, keep_last: int) -> List[Path]:
     return doomed
 
 
-def export_model(trainer: L.Trainer, pl_module: L.LightningModule, model_dir: Path, tokenizer_json: Optional[Path]) -> None:
-    """Refresh ``model_dir`` with ``save_pretrained`` + ``tokenizer.json``. Call on every rank (FSDP gathers).
+def export_model(trainer: L.Trainer, pl_module: L.LightningModule, model_dir: Path, tokenizer=None) -> None:
+    """Refresh ``model_dir`` with ``save_pretrained`` + the tokenizer (``tokenizer.save(dir)`` writes
+    ``tokenizer.json``; None for synthetic data). Call on every rank (FSDP gathers).
 
     Under FSDP the full state dict is gathered to rank 0 and loaded into a CPU copy of the
     model; otherwise rank 0 saves the live (unsharded) model directly.
@@ -65,8 +65,8 @@ def export_model(trainer: L.Trainer, pl_module: L.LightningModule, model_dir: Pa
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=model_dir.parent, prefix=".model-") as tmp:
         model.save_pretrained(tmp)
-        if tokenizer_json is not None and Path(tokenizer_json).is_file():
-            shutil.copyfile(tokenizer_json, Path(tmp) / "tokenizer.json")
+        if tokenizer is not None:
+            tokenizer.save(tmp)
         for path in Path(tmp).iterdir():
             os.replace(path, model_dir / path.name)
 
@@ -79,12 +79,12 @@ class AtomicCheckpoint(L.Callback):
     state of the last completed step before Lightning exits.
     """
 
-    def __init__(self, run_dir: Path, every: int, keep_last: int, tokenizer_json: Optional[Path] = None,
+    def __init__(self, run_dir: Path, every: int, keep_last: int, tokenizer=None,
                  echo: Callable[[str], None] = print):
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / "checkpoints"
         self.every, self.keep_last = every, keep_last
-        self.tokenizer_json = tokenizer_json
+        self.tokenizer = tokenizer
         self.echo = echo
         self.last_saved_step: Optional[int] = None
         self.last_path: Optional[Path] = None
@@ -98,11 +98,11 @@ class AtomicCheckpoint(L.Callback):
         if trainer.is_global_zero:
             self.dir.mkdir(parents=True, exist_ok=True)
         trainer.strategy.barrier("zoo_ckpt_dir")
-        trainer.save_checkpoint(tmp)  # writes on rank 0, barrier inside
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state; written by rank 0, barrier inside
         if trainer.is_global_zero:
             os.replace(tmp, final)
             prune_checkpoints(self.dir, self.keep_last)
-        export_model(trainer, pl_module, self.run_dir / "model", self.tokenizer_json)
+        export_model(trainer, pl_module, self.run_dir / "model", self.tokenizer)
         trainer.strategy.barrier("zoo_ckpt_done")
         self.last_saved_step, self.last_path = step, final
         return final

@@ -115,8 +115,11 @@ class ZooLightningModule(L.LightningModule):
         cfg = self.train_cfg
         opt, sched = self.optimizers(), self.lr_schedulers()
         micro: List[Dict[str, torch.Tensor]] = batch["micro"]
-        n_tokens = max(1, int(batch["n_tokens"]))
         world = self.trainer.world_size
+        n_tokens = torch.tensor(float(batch["n_tokens"]), device=self.device)
+        if world > 1:
+            n_tokens = self.trainer.strategy.reduce(n_tokens, reduce_op="sum")
+        n_tokens = max(1.0, n_tokens.item())
         ce_total = torch.zeros((), device=self.device, dtype=torch.float32)
         for i, mb in enumerate(micro):
             with self._no_sync(last=i == len(micro) - 1):
@@ -128,6 +131,9 @@ class ZooLightningModule(L.LightningModule):
         ok = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
         ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
         step_tokens = sum(int(mb["input_ids"].numel()) for mb in micro) * world
+        dm = self.trainer.datamodule
+        if dm is not None and "data_index" in batch:
+            dm.mark_consumed(batch["data_index"])  # the step is complete: a resume draws the next batch
         if not ok:
             opt.zero_grad(set_to_none=True)
             self.nan_skipped += 1
@@ -140,23 +146,33 @@ class ZooLightningModule(L.LightningModule):
                 raise NonFiniteLossError(
                     f"{self.nan_skipped} steps had a non-finite loss (last: {what} at step {self.global_step + 1}); "
                     f"more than train.max_nan_skips={cfg.max_nan_skips}. The run has diverged: lower train.lr")
-            self.log("train/nan_skipped", float(self.nan_skipped), on_step=True, rank_zero_only=True)
+            self._log_now({"train/nan_skipped": float(self.nan_skipped)})
             self.tokens_seen += step_tokens
             return None
+        lr = sched.get_last_lr()[0]  # the rate this update uses
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
         self.tokens_seen += step_tokens
         now = time.perf_counter()
-        metrics = {"train/loss": loss, "train/grad_norm": grad_norm.float(), "train/lr": sched.get_last_lr()[0],
-                   "train/tokens": float(self.tokens_seen), "step": float(self.global_step)}
-        if self._t_last is not None:
-            metrics["train/tokens_per_s"] = step_tokens / max(now - self._t_last, 1e-9)
-            self.log("tok/s", metrics["train/tokens_per_s"], prog_bar=True, logger=False)
+        tok_s = step_tokens / max(now - self._t_last, 1e-9) if self._t_last is not None else None
         self._t_last = now
         self.log("loss", loss, prog_bar=True, logger=False)
-        self.log_dict(metrics, on_step=True, on_epoch=False)
+        if tok_s is not None:
+            self.log("tok/s", tok_s, prog_bar=True, logger=False)
+        if self.global_step % self.train_cfg.log_every == 0 or self.global_step >= self.trainer.max_steps:
+            metrics = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr,
+                       "train/tokens": float(self.tokens_seen)}
+            if tok_s is not None:
+                metrics["train/tokens_per_s"] = tok_s
+            self._log_now(metrics)
         return loss
+
+    def _log_now(self, metrics: Dict[str, float]) -> None:
+        """Write a row to every logger at once, keyed by optimizer step (survives an interrupt)."""
+        if self._trainer is not None and self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=self.global_step)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         step = self.global_step
@@ -169,6 +185,7 @@ class ZooLightningModule(L.LightningModule):
         """Token-mean CE over this rank's share of the held-out batches, reduced over ranks."""
         dm = self.trainer.datamodule
         batches = dm.val_batches_for_rank() if dm is not None else []
+        t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
         ce = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -183,13 +200,12 @@ class ZooLightningModule(L.LightningModule):
             ce = self.trainer.strategy.reduce(ce, reduce_op="sum")
             count = self.trainer.strategy.reduce(count, reduce_op="sum")
         self._val_done_at = self.global_step
-        self._t_last = None  # do not count validation time as training time
+        if self._t_last is not None:  # validation time is not training time
+            self._t_last += time.perf_counter() - t0
         if count.item() == 0:
             return None
         val = (ce / count).item()
-        if self.trainer.is_global_zero:
-            for logger in self.loggers:
-                logger.log_metrics({"val/loss": val, "val/ppl": math.exp(min(val, 50.0))}, step=self.global_step)
+        self._log_now({"val/loss": val, "val/ppl": math.exp(min(val, 50.0))})
         self.log("val", val, prog_bar=True, logger=False)
         return val
 

@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from zoo.errors import ZooError
+
 LATEST = "LATEST"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class RunError(ValueError):
+class RunError(ZooError):
     """A missing or malformed run directory; the message says what to do."""
 
 

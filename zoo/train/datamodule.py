@@ -1,0 +1,142 @@
+"""``ZooDataModule``: the data pipeline of ``zoo.data`` shaped into optimizer steps.
+
+Each item the training loader yields is one optimizer step for this rank::
+
+    {"micro": [batch, ...],      # accumulate × contract batches of micro_batch_size rows
+     "n_tokens": int,            # target tokens (labels != -100) in this rank's share
+     "data_index": int}          # index of the global batch in the data stream
+
+The stream is ``zoo.data``'s resumable dataset: global batch ``i`` is a pure function of the
+seed and ``i`` (rank r takes its slice), so the exact data position is one integer. The module
+reports each consumed index back (``mark_consumed``); ``state_dict`` saves the next index to
+draw, and a resumed run continues there — a prefetched but unconsumed batch is drawn again.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from zoo.config import RunConfig
+
+
+def split_rows(batch: Dict[str, torch.Tensor], rows: int) -> List[Dict[str, torch.Tensor]]:
+    """Cut a contract batch [B, T] into batches of ``rows`` rows, re-basing ``cu_seqlens``.
+
+    Every row boundary is a document boundary, so each piece's offsets are the original ones
+    inside ``[a·T, b·T]`` shifted by ``-a·T``.
+    """
+    B, T = batch["input_ids"].shape
+    if rows >= B:
+        return [batch]
+    out = []
+    cu = batch.get("cu_seqlens")
+    for a in range(0, B, rows):
+        b = min(a + rows, B)
+        piece = {k: v[a:b] for k, v in batch.items() if k in ("input_ids", "labels")}
+        if cu is not None:
+            inside = cu[(cu >= a * T) & (cu <= b * T)]
+            piece["cu_seqlens"] = (inside - a * T).to(torch.int32)
+        out.append(piece)
+    return out
+
+
+class _Steps(IterableDataset):
+    """Wraps a resumable per-rank batch stream into per-step items (see module docstring)."""
+
+    def __init__(self, data, micro_rows: int, start: int):
+        super().__init__()
+        self.data, self.micro_rows, self.start = data, micro_rows, start
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        self.data.seek(self.start)
+        for index, batch in enumerate(self.data, start=self.start):
+            yield {"micro": split_rows(batch, self.micro_rows),
+                   "n_tokens": int((batch["labels"] != -100).sum()),
+                   "data_index": index}
+
+
+class ZooDataModule(L.LightningDataModule):
+    """Builds tokenizer + train/validation data for ``cfg`` (``prepare`` runs before the trainer).
+
+    ``tokenizer`` is None for synthetic data. ``vocab_size`` is what the model must cover.
+    """
+
+    def __init__(self, cfg: RunConfig, world_size: int = 1, rank: int = 0, device: str = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        self.world_size, self.rank, self.device = world_size, rank, device
+        self.per_device, self.micro_rows, self.accumulate = cfg.train.layout(world_size)
+        self.next_index = 0
+        self.tokenizer = None
+        self.vocab_size: Optional[int] = None
+        self.train_data = None
+        self.val_data = None
+        self.description = ""
+        self._corpus = None
+
+    # ---- building ----------------------------------------------------------------------
+    def prepare(self) -> "ZooDataModule":
+        """Load and tokenize the corpus (or set up the synthetic task). Idempotent.
+
+        Raises zoo.data's DataConfigError / CorpusError (empty or too-small corpus) with the fix.
+        """
+        if self.train_data is not None:
+            return self
+        from zoo.data import build_datasets, build_tokenizer, load_corpus
+
+        data_cfg = self.cfg.data
+        if not data_cfg.synthetic and self._corpus is None:
+            self._corpus = load_corpus(data_cfg)
+        if self.tokenizer is None:
+            self.tokenizer = build_tokenizer(data_cfg, self._corpus)
+        self.train_data, self.val_data = build_datasets(
+            data_cfg, self.tokenizer, batch_size=self.per_device, val_batch_size=self.per_device,
+            rank=self.rank, world_size=self.world_size, device=self.device, corpus=self._corpus)
+        self.vocab_size = self.train_data.vocab_size
+        self.description = self._corpus.description if self._corpus is not None else data_cfg.type
+        return self
+
+    def set_distributed(self, rank: int, world_size: int, device: Optional[str] = None) -> None:
+        """Re-slice the stream for the real rank/world size once the trainer knows them."""
+        if (rank, world_size) == (self.rank, self.world_size) and (device is None or device == self.device):
+            return
+        self.rank, self.world_size = rank, world_size
+        self.device = device or self.device
+        self.per_device, self.micro_rows, self.accumulate = self.cfg.train.layout(world_size)
+        self.train_data = None
+        self.prepare()
+
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        if trainer is not None:
+            root = trainer.strategy.root_device
+            device = str(root) if root.type == "cuda" and self.cfg.data.synthetic else None
+            self.set_distributed(trainer.global_rank, trainer.world_size, device)
+        self.prepare()
+
+    # ---- loaders -----------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Steps(self.train_data, self.micro_rows, self.next_index), batch_size=None, num_workers=0)
+
+    def val_batches_for_rank(self) -> List[Dict[str, torch.Tensor]]:
+        """This rank's share (round-robin) of the first ``train.val_batches`` held-out batches."""
+        n = min(len(self.val_data), self.cfg.train.val_batches) if hasattr(self.val_data, "__len__") else self.cfg.train.val_batches
+        batches = [self.val_data[i] for i in range(n)]
+        return batches[self.rank::self.world_size]
+
+    # ---- exact resume ------------------------------------------------------------------
+    def mark_consumed(self, data_index: int) -> None:
+        self.next_index = int(data_index) + 1
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = dict(self.train_data.state_dict()) if self.train_data is not None else {}
+        state["batch_index"] = self.next_index
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if self.train_data is not None:
+            self.train_data.load_state_dict(state)
+        self.next_index = int(state["batch_index"])

@@ -1,0 +1,245 @@
+"""``zoo train``: resolve the run directory, print the plan, build the trainer and fit.
+
+``train_from_cli(recipe, overrides, resume_dir)`` is what ``zoo train`` calls. Resuming
+(``resume=true`` or ``--resume RUN_DIR``) reloads the run's own ``config.yaml`` (command-line
+overrides still apply, e.g. ``train.steps=2000`` to train longer) and continues from its newest
+checkpoint: weights, optimizer, LR schedule, data position and RNG, so the losses continue
+exactly as if the run had never stopped.
+
+Multi-GPU: Lightning's launcher re-executes this command once per extra device; the first
+process exports ``ZOO_RUN_DIR`` so every rank agrees on the run directory, and only rank 0
+writes ``config.yaml``, ``LATEST``, logs and checkpoints.
+
+Ctrl-C: the first press finishes the current optimizer step, writes a checkpoint and exits
+(status 130, with the command that resumes); a second press aborts at once.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from zoo.config import ConfigError, RunConfig, load_recipe, load_yaml, to_container
+from zoo.errors import ZooError
+from zoo.train import runs
+
+ENV_RUN_DIR = "ZOO_RUN_DIR"
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on Ctrl-C after saving ``checkpoint`` (None when nothing was trained yet)."""
+
+    def __init__(self, run_dir: Path, checkpoint: Optional[Path]):
+        self.run_dir, self.checkpoint = run_dir, checkpoint
+        where = f"saved {checkpoint}" if checkpoint else "no step had finished, nothing saved"
+        super().__init__(f"interrupted: {where}. Resume with: zoo train --resume {run_dir}")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_run(recipe: Optional[str], overrides: List[str], resume_dir: Optional[str]) -> tuple[RunConfig, Path, bool]:
+    """(config, run directory, resuming?) for a ``zoo train`` invocation; ConfigError/RunError on misuse."""
+    if os.environ.get(ENV_RUN_DIR) and _rank() > 0:  # a rank started by Lightning's launcher
+        run_dir = Path(os.environ[ENV_RUN_DIR])
+        cfg = load_recipe(None, overrides, base=load_yaml(run_dir / "config.yaml"))
+        return cfg, run_dir, runs.latest_checkpoint(run_dir) is not None and cfg.resume
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise runs.RunError(f"--resume {run_dir}: not a run directory (no config.yaml there)")
+        cfg = load_recipe(None, overrides, base=load_yaml(run_dir / "config.yaml"))
+        cfg.resume = True
+    else:
+        if recipe is None:
+            raise ConfigError("name a recipe (e.g. zoo train recipes/hybrid_swa.yaml) or pass --resume RUN_DIR")
+        cfg = load_recipe(recipe, overrides)
+        stem = Path(recipe).stem
+        root = Path(cfg.runs_root)
+        if cfg.resume:
+            run_dir = root / runs.check_name(cfg.name) if cfg.name else runs.find_resumable(root, stem)
+            if not (run_dir / "config.yaml").is_file():
+                raise runs.RunError(f"resume=true: {run_dir} is not a run directory (no config.yaml)")
+            cfg = load_recipe(None, [o for o in overrides if not o.startswith("resume=")],
+                              base=load_yaml(run_dir / "config.yaml"))
+            cfg.resume = True
+        else:
+            cfg.name = runs.check_name(cfg.name) if cfg.name else runs.new_run_name(stem)
+            run_dir = root / cfg.name
+            if runs.latest_checkpoint(run_dir) is not None:
+                raise runs.RunError(f"run {run_dir} already has checkpoints; continue it with resume=true "
+                                    f"(or --resume {run_dir}), or pick another name=...")
+    if cfg.resume and runs.latest_checkpoint(run_dir) is None:
+        raise runs.RunError(f"{run_dir} has no checkpoint to resume from (checkpoints/ is empty)")
+    cfg.name = run_dir.name
+    cfg.runs_root = str(run_dir.parent)
+    return cfg, run_dir, cfg.resume
+
+
+def _devices(cfg) -> tuple[str, object, int]:
+    import torch
+
+    acc = cfg.accelerator
+    if acc == "auto":
+        acc = "gpu" if torch.cuda.is_available() else "cpu"
+    if acc == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("train.accelerator=gpu but no CUDA device is visible; use train.accelerator=cpu")
+    if cfg.devices:
+        devices, world = cfg.devices, cfg.devices
+    elif acc == "gpu":
+        devices, world = "auto", torch.cuda.device_count()
+    else:
+        devices, world = 1, 1
+    return acc, devices, world
+
+
+def _strategy(cfg, world: int):
+    if cfg.strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True)
+    if cfg.strategy == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from zoo.model import Block
+
+        return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full", sharding_strategy="FULL_SHARD")
+    return "auto"
+
+
+def _interrupt_callback(echo: Callable[[str], None]):
+    """A callback deferring SIGINT to the end of the current optimizer step (on every rank)."""
+    import lightning as L
+
+    class _Interrupt(L.Callback):
+        def __init__(self):
+            self.requested = False
+            self._previous = None
+
+        def _handler(self, signum, frame):
+            if self.requested:  # second Ctrl-C: abort now
+                raise KeyboardInterrupt
+            self.requested = True
+            if _rank() == 0:
+                echo("\nCtrl-C: finishing this step, then saving a checkpoint (press again to abort at once)")
+
+        def on_train_start(self, trainer, pl_module):
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:  # not the main thread: leave Ctrl-C as it is
+                self._previous = None
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            stop = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+            if stop:
+                raise KeyboardInterrupt
+
+        def on_train_end(self, trainer, pl_module):
+            if self._previous is not None:
+                signal.signal(signal.SIGINT, self._previous)
+
+    return _Interrupt()
+
+
+def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], None] = print,
+          extra_callbacks: Optional[list] = None) -> Path:
+    """Fit ``cfg`` in ``run_dir``; returns ``run_dir``. Raises TrainingInterrupted on Ctrl-C."""
+    import lightning as L
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from omegaconf import OmegaConf
+
+    from zoo.train.checkpoint import AtomicCheckpoint
+    from zoo.train.datamodule import ZooDataModule
+    from zoo.train.module import ZooLightningModule
+    from zoo.train.plotting import plot_loss
+
+    tcfg = cfg.train
+    acc, devices, world = _devices(tcfg)
+    rank = _rank()
+    precision = tcfg.precision if tcfg.precision != "auto" else ("bf16-mixed" if acc == "gpu" else "32-true")
+    main = rank == 0
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = to_container(cfg)
+        saved["resume"] = False
+        runs.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
+        runs.set_latest(run_dir.parent, run_dir.name)
+        if world > 1:  # ranks that Lightning's launcher starts read it (see resolve_run)
+            os.environ[ENV_RUN_DIR] = str(run_dir.resolve())
+        echo(f"{'resuming' if resuming else 'run'}: {run_dir}")
+        echo("---- resolved config ----")
+        echo(OmegaConf.to_yaml(OmegaConf.create(saved)).rstrip())
+        try:
+            from zoo.compose import compose, format_table
+
+            echo("---- model ----")
+            echo(format_table(compose(cfg.model, cfg.data.seq_len)))
+        except ZooError:
+            raise
+        echo(f"---- devices: {acc} x{world}, precision {precision}, strategy {tcfg.strategy}; "
+             f"global batch {tcfg.batch_size} x {cfg.data.seq_len} tokens ----")
+
+    L.seed_everything(tcfg.seed, workers=True, verbose=False)
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if acc == "gpu" and cfg.data.synthetic else "cpu"
+    dm = ZooDataModule(cfg, world_size=world, rank=rank, device=device).prepare()
+    if dm.vocab_size is not None and dm.vocab_size > cfg.model.vocab_size:
+        raise ConfigError(f"the data has {dm.vocab_size} token ids but model.vocab_size={cfg.model.vocab_size}; "
+                          f"set model.vocab_size={dm.vocab_size} (or larger)")
+    if main:
+        echo(f"data: {dm.description}; per device {dm.per_device} rows/step in {dm.accumulate} micro batch(es) "
+             f"of {dm.micro_rows}")
+    module = ZooLightningModule(cfg.model, tcfg)
+    ckpt_cb = AtomicCheckpoint(run_dir, tcfg.ckpt_every, tcfg.keep_last, tokenizer=dm.tokenizer, echo=echo)
+    callbacks = [_interrupt_callback(echo), ckpt_cb, *(extra_callbacks or [])]
+    if tcfg.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    loggers = [CSVLogger(run_dir / "logs", name="csv"),
+               TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
+    trainer = L.Trainer(
+        accelerator=acc, devices=devices, strategy=_strategy(tcfg, world), precision=precision,
+        max_steps=tcfg.steps, max_epochs=-1, logger=loggers, callbacks=callbacks,
+        log_every_n_steps=tcfg.log_every, enable_progress_bar=tcfg.progress_bar, enable_checkpointing=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
+        default_root_dir=str(run_dir))
+    ckpt_path = runs.latest_checkpoint(run_dir) if resuming else None
+    if main and ckpt_path is not None:
+        echo(f"resuming from {ckpt_path}")
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    except SystemExit:  # Lightning exits this way after handling a KeyboardInterrupt
+        if main:
+            _safe_plot(plot_loss, run_dir)
+        raise TrainingInterrupted(run_dir, ckpt_cb.last_path) from None
+    finally:  # Lightning ignores SIGINT after an interrupt; give the caller its handler back
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+    if main:
+        _safe_plot(plot_loss, run_dir)
+        echo(f"done: {trainer.global_step} steps; model in {run_dir / 'model'}; loss curve {run_dir / 'loss.png'}"
+             + (f"; {module.nan_skipped} step(s) skipped for non-finite loss" if module.nan_skipped else ""))
+    return run_dir
+
+
+def _safe_plot(plot, run_dir: Path) -> None:
+    try:
+        plot(run_dir)
+    except Exception as err:  # a plot must never lose a finished run
+        print(f"notice: could not draw {run_dir / 'loss.png'}: {err}", file=sys.stderr)
+
+
+def train_from_cli(recipe: Optional[str], overrides: List[str], resume_dir: Optional[str],
+                   echo: Callable[[str], None] = print) -> Path:
+    """The body of ``zoo train``: errors of the user's making are ZooError (one line, exit 2)."""
+    from zoo.data.config import DataConfigError
+    from zoo.data.corpus import CorpusError
+
+    cfg, run_dir, resuming = resolve_run(recipe, overrides, resume_dir)
+    try:
+        return train(cfg, run_dir, resuming, echo=echo)
+    except (DataConfigError, CorpusError) as err:
+        raise ZooError(str(err)) from None
