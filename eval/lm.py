@@ -254,7 +254,6 @@ class ZooLM(TemplateLM):
             ids = ids[-budget:]  # keep the end of the prompt, as lm-eval's HF model does
         return ids, until, max_gen, temperature if do_sample else 0.0
 
-    @torch.no_grad()
     def generate_batch(self, prompts: List[List[int]], untils: List[List[str]], max_gens: List[int],
                        temperatures: Optional[List[float]] = None, generator: Optional[torch.Generator] = None) -> List[str]:
         """Decode a batch of prompts of any lengths in lockstep from one model cache.
@@ -263,6 +262,13 @@ class ZooLM(TemplateLM):
         per row; temperatures: 0 = greedy. Returns the generated text per row, cut before the first
         stop string (EOS ends a row too and is not part of the text).
         """
+        return [text for _, text in self.generate_tokens(prompts, untils, max_gens, temperatures, generator)]
+
+    @torch.no_grad()
+    def generate_tokens(self, prompts: List[List[int]], untils: List[List[str]], max_gens: List[int],
+                        temperatures: Optional[List[float]] = None,
+                        generator: Optional[torch.Generator] = None) -> List[Tuple[List[int], str]]:
+        """``generate_batch`` that also returns each row's generated token ids (EOS excluded)."""
         B = len(prompts)
         temperatures = temperatures or [0.0] * B
         lens = torch.tensor([len(p) for p in prompts])
@@ -279,7 +285,7 @@ class ZooLM(TemplateLM):
         generated: List[List[int]] = [[] for _ in range(B)]
         texts: List[Optional[str]] = ["" if m <= 0 else None for m in max_gens]
         if all(x is not None for x in texts):
-            return texts  # type: ignore[return-value]
+            return list(zip(generated, texts))  # type: ignore[arg-type]
         t = lo
         while True:
             token = logits.argmax(-1)
@@ -301,7 +307,7 @@ class ZooLM(TemplateLM):
                 if len(cut) < len(text) or len(generated[b]) >= max_gens[b]:
                     texts[b] = cut
             if all(x is not None for x in texts):
-                return texts  # type: ignore[return-value]
+                return list(zip(generated, texts))  # type: ignore[arg-type]
             logits = self.model(token[:, None], cache=cache)[:, -1]
             t += 1
 
