@@ -8,12 +8,16 @@ The API the trainer uses (everything else is internal)::
     tok = build_tokenizer(cfg)            # ZooTokenizer, or None for synthetic types (mqar, mad)
     train, val = build_datasets(cfg, tok, batch_size=8, rank=0, world_size=1, device="cpu")
     train.vocab_size                      # the model's vocab must be >= this (tokenizer or task vocab)
+    train.seq_len                         # T (cfg.resolved_seq_len(): seq_len None takes the type default)
+    train.eos_id                          # document separator (None for synthetic data)
+    train.objective                       # "lm"; "autoencode" for MAD compression (needs a decoder head)
     tok.save(run_dir / "model")           # writes model/tokenizer.json (+ tokenizer_config.json)
 
     loader = DataLoader(train, batch_size=None, num_workers=0)   # batches are already collated
     val_loader = DataLoader(val, batch_size=None, num_workers=0) # map-style: shardable by Lightning
     # each batch: input_ids long [B, T], labels long [B, T] (-100 ignored), cu_seqlens int32 [N+1]
     # over the flattened B*T tokens (text only; synthetic batches have no cu_seqlens)
+    # synthetic val batches carry test targets: accuracy(logits, batch["labels"]) scores the probes
 
     state = train.state_dict()            # {"batch_index": global batches yielded, ...}
     train.load_state_dict(state)          # exact resume; or train.seek(global_batch_index)
@@ -33,8 +37,11 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+import torch
+
 from zoo.data.config import DataConfig, DataConfigError, MADConfig, MQARConfig, TokenizerConfig
 from zoo.data.corpus import Corpus, CorpusError, embedded_corpus
+from zoo.data.mad import AUTOENCODE_TASKS, MAD_GENERATORS, MAD_NUM_TEST_EXAMPLES, mad_batch, mad_settings
 from zoo.data.mqar import mqar_batch
 from zoo.data.packing import PackedTrainData, PackedValData, StreamingTrainData, pack_documents
 from zoo.data.sources import load_corpus
@@ -45,7 +52,7 @@ from zoo.data.tokenizer import build_tokenizer as _build_tokenizer
 __all__ = [
     "DataConfig", "TokenizerConfig", "MQARConfig", "MADConfig", "DataConfigError", "CorpusError",
     "Corpus", "load_corpus", "embedded_corpus", "ZooTokenizer", "build_tokenizer", "load_tokenizer",
-    "save_tokenizer", "build_datasets", "mqar_batch", "accuracy", "PackedTrainData", "PackedValData",
+    "save_tokenizer", "build_datasets", "mqar_batch", "mad_batch", "accuracy", "PackedTrainData", "PackedValData",
     "StreamingTrainData", "SyntheticTrainData", "SyntheticValData",
 ]
 
@@ -86,7 +93,7 @@ def build_datasets(cfg: DataConfig, tokenizer: Optional[ZooTokenizer], batch_siz
     if tokenizer is None:
         raise DataConfigError(f"data.type={cfg.type} needs a tokenizer: call build_tokenizer(cfg) first")
     corpus = corpus if corpus is not None else load_corpus(cfg)
-    T, eos, V = cfg.seq_len, tokenizer.eos_id, tokenizer.vocab_size
+    T, eos, V = cfg.resolved_seq_len(), tokenizer.eos_id, tokenizer.vocab_size
     val_cap = cfg.val_tokens if cfg.val_tokens is not None else (None if corpus.finite else HF_DEFAULT_VAL_TOKENS)
     val_tokens = pack_documents(iter_token_ids(tokenizer, corpus.val_documents()), eos, limit=val_cap)
     val = PackedValData(val_tokens, T, vb, eos, max_tokens=val_cap, vocab_size=V)
@@ -102,18 +109,48 @@ def build_datasets(cfg: DataConfig, tokenizer: Optional[ZooTokenizer], batch_siz
 
 def _synthetic_datasets(cfg: DataConfig, batch_size: int, val_batch_size: int, rank: int, world_size: int,
                         device: Any) -> Tuple[SyntheticTrainData, SyntheticValData]:
+    objective, pool, T = "lm", 0, cfg.resolved_seq_len()
     if cfg.type == "mqar":
         m = cfg.mqar
 
         def generate(b, g):
-            return mqar_batch(b, cfg.seq_len, m.num_kv_pairs, m.vocab_size, m.power_a, m.random_non_queries,
+            return mqar_batch(b, T, m.num_kv_pairs, m.vocab_size, m.power_a, m.random_non_queries,
                               generator=g)
 
-        vocab, name = m.vocab_size, f"mqar(T={cfg.seq_len}, K={m.num_kv_pairs})"
+        generate_val = generate
+        vocab, name = m.vocab_size, f"mqar(T={T}, K={m.num_kv_pairs})"
+        n_val = (cfg.val_batches or 8) * val_batch_size
     else:
-        raise DataConfigError(f"data.type={cfg.type} is not a synthetic type")
-    train = SyntheticTrainData(generate, batch_size, seed=cfg.seed, device=device, rank=rank,
-                               world_size=world_size, vocab_size=vocab, name=name)
-    val = SyntheticValData(generate, val_batch_size, cfg.val_batches or 8, seed=cfg.seed, device=device,
-                           vocab_size=vocab, name=name)
+        task = cfg.mad.task
+        try:
+            s = mad_settings(task, cfg.seq_len, cfg.mad.vocab_size, cfg.mad.options)
+        except ValueError as err:
+            raise DataConfigError(str(err)) from None
+        pool = int(s.pop("num_train_examples"))
+        fn = MAD_GENERATORS[task]
+
+        def generate(b, g):
+            return fn(b, g, True, **s)
+
+        def generate_val(b, g):
+            return fn(b, g, False, **s)
+
+        T = s["seq_len"]
+        vocab, name = s["vocab_size"], f"mad:{task}(T={s['seq_len']}, V={s['vocab_size']})"
+        objective = "autoencode" if task in AUTOENCODE_TASKS else "lm"
+        n_val = cfg.val_batches * val_batch_size if cfg.val_batches else MAD_NUM_TEST_EXAMPLES
+        try:  # fail now, not at the first step, on settings the generator rejects
+            generate(1, torch.Generator().manual_seed(0))
+        except ValueError as err:
+            raise DataConfigError(f"data.mad: {err}") from None
+    try:
+        train = SyntheticTrainData(generate, batch_size, seed=cfg.seed, device=device, rank=rank,
+                                   world_size=world_size, vocab_size=vocab, name=name, pool_size=pool,
+                                   objective=objective)
+    except ValueError as err:
+        raise DataConfigError(str(err)) from None
+    val = SyntheticValData(generate_val, val_batch_size, n_val, seed=cfg.seed, device=device,
+                           vocab_size=vocab, name=name, objective=objective)
+    train.seq_len = val.seq_len = T
     return train, val
+

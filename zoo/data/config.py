@@ -24,9 +24,9 @@ as ``type: embedded`` with ``path: my.txt`` is an error rather than silently ign
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-SOURCE_TYPES = ("embedded", "text", "jsonl", "parquet", "hf", "mqar")
+SOURCE_TYPES = ("embedded", "text", "jsonl", "parquet", "hf", "mqar", "mad")
 SYNTHETIC_TYPES = ("mqar", "mad")
 TOKENIZER_TYPES = ("bpe", "pretrained", "file")
 MAD_TASKS = (
@@ -96,12 +96,14 @@ class MADConfig:
     """One MAD task (arXiv 2403.17844); ``None`` fields take the task's standard setting.
 
     The standard settings per task are in ``zoo.data.mad.MAD_DEFAULTS``; ``seq_len`` comes
-    from ``DataConfig.seq_len`` when set there, else from the task default.
+    from ``DataConfig.seq_len`` when set there, else from the task default. ``options`` holds
+    the task's other settings (e.g. ``frac_noise``, ``num_tokens_to_copy``, and
+    ``num_train_examples``: MAD's fixed training-set size; 0 draws fresh examples every step).
     """
 
     task: str = "in_context_recall"
     vocab_size: Optional[int] = None
-    options: Dict[str, float] = field(default_factory=dict)  # task-specific, see MAD_DEFAULTS
+    options: Dict[str, Any] = field(default_factory=dict)  # task-specific, see MAD_DEFAULTS
 
 
 # Fields of DataConfig that belong to particular source types (the rest are common).
@@ -126,7 +128,8 @@ class DataConfig:
       ``text`` / ``jsonl`` / ``parquet`` (local files: a file, a directory or a glob in
       ``path``), ``hf`` (a Hugging Face dataset by ``name``, streamed), ``mqar`` / ``mad``
       (synthetic recall tasks, generated fresh each step on the training device).
-    seq_len: tokens per row (input_ids and labels are [B, seq_len]).
+    seq_len: tokens per row (input_ids and labels are [B, seq_len]); None takes the type's
+      default (``resolved_seq_len()``): 256 for text, 512 for mqar, the task's standard for mad.
     val_fraction: share of documents held out for validation (chosen by a hash of each
       document's text, so the split is stable and needs no shuffling; at least one document).
     val_tokens: cap on validation tokens (None: all held-out tokens; hf: 1,048,576).
@@ -141,7 +144,7 @@ class DataConfig:
     """
 
     type: str = "embedded"
-    seq_len: int = 256
+    seq_len: Optional[int] = None
     val_fraction: float = 0.05
     val_tokens: Optional[int] = None
     seed: int = 0
@@ -158,6 +161,16 @@ class DataConfig:
     mqar: MQARConfig = field(default_factory=MQARConfig)
     mad: MADConfig = field(default_factory=MADConfig)
 
+    def resolved_seq_len(self) -> int:
+        """``seq_len``, or the type's default when it is None (see the class docstring)."""
+        if self.seq_len is not None:
+            return int(self.seq_len)
+        if self.type == "mad":
+            from zoo.data.mad import MAD_DEFAULTS
+
+            return int(MAD_DEFAULTS.get(self.mad.task, {}).get("seq_len", 128))
+        return 512 if self.type == "mqar" else 256
+
     @property
     def synthetic(self) -> bool:
         """True for generated tasks (mqar, mad): no tokenizer, vocab fixed by the task."""
@@ -173,7 +186,7 @@ class DataConfig:
                     f"data.{name} is not used by data.type={self.type!r} "
                     f"(it applies to: {', '.join(types)}); remove it"
                 )
-        if self.seq_len < 2:
+        if self.seq_len is not None and self.seq_len < 2:
             raise DataConfigError(f"data.seq_len={self.seq_len} must be >= 2")
         if not 0.0 < self.val_fraction < 1.0:
             raise DataConfigError(f"data.val_fraction={self.val_fraction} must be in (0, 1)")
@@ -189,10 +202,10 @@ class DataConfig:
             m = self.mqar
             if m.vocab_size < 4 or m.vocab_size % 2:
                 raise DataConfigError(f"data.mqar.vocab_size={m.vocab_size} must be even and >= 4")
-            if 4 * m.num_kv_pairs > self.seq_len:
+            if 4 * m.num_kv_pairs > self.resolved_seq_len():
                 raise DataConfigError(
                     f"data.mqar.num_kv_pairs={m.num_kv_pairs} needs seq_len >= {4 * m.num_kv_pairs} "
-                    f"(pairs plus room for the queries); got seq_len={self.seq_len}"
+                    f"(pairs plus room for the queries); got seq_len={self.resolved_seq_len()}"
                 )
         if not self.synthetic:
             self.tokenizer.validate()

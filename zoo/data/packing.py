@@ -86,6 +86,8 @@ class PackedTrainData(IterableDataset):
     Raises CorpusError when the stream holds fewer rows than one global batch.
     """
 
+    objective = "lm"
+
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, eos_id: int, seed: int = 0,
                  rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None):
         super().__init__()
@@ -158,6 +160,8 @@ class PackedValData(Dataset):
     Raises CorpusError when the held-out stream is shorter than one row.
     """
 
+    objective = "lm"
+
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, eos_id: int,
                  max_tokens: Optional[int] = None, vocab_size: Optional[int] = None):
         self.tokens = np.asarray(tokens, dtype=np.int32)
@@ -195,6 +199,8 @@ class StreamingTrainData(IterableDataset):
     (tokenization cost, no model work).
     ``token_lists``: a callable returning a fresh iterator of per-document token ids.
     """
+
+    objective = "lm"
 
     def __init__(self, token_lists: Callable[[], Iterator[List[int]]], seq_len: int, batch_size: int,
                  eos_id: int, rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None):

@@ -2,9 +2,11 @@
 
 Batch ``i`` of the training stream is drawn from a generator seeded with ``(seed, i)``, so the
 stream is a pure function of the seed and resuming is just ``seek(i)`` / ``load_state_dict``.
-Under data parallelism each rank draws the whole global batch and keeps its slice (generation
-costs milliseconds), so any world size trains on the same global batches. Validation batches
-use a separate seed stream and are identical at every evaluation.
+With ``pool_size > 0`` (MAD's protocol: a fixed training set, e.g. 12,800 examples) the pool
+is generated once from the seed and batches walk through a fresh permutation of it each
+epoch instead. Under data parallelism each rank draws the whole global batch and keeps its
+slice (generation costs milliseconds), so any world size trains on the same global batches.
+Validation batches use a separate seed stream and are identical at every evaluation.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 Generate = Callable[[int, torch.Generator], Dict[str, torch.Tensor]]
 _VAL_STREAM = 0x5EED_0FF5
+_POOL_STREAM = 0x9001
 
 
 def _seeded(seed: int, stream: int, index: int, device: torch.device) -> torch.Generator:
@@ -43,15 +46,24 @@ class SyntheticTrainData(IterableDataset):
     """Endless batches of a generator ``generate(batch_size, torch.Generator) -> batch dict``.
 
     ``device``: where batches are generated (set it to the training device; attribute
-    ``device`` may be reassigned before iterating). ``state_dict`` = batches yielded.
+    ``device`` may be reassigned before iterating). ``pool_size``: 0 draws fresh examples
+    every step; N > 0 trains on a fixed set of N examples, reshuffled each epoch.
+    ``state_dict`` = batches yielded. ``objective``: ``"lm"``, or ``"autoencode"`` for tasks
+    scored by reconstructing the input from the final state (MAD compression).
     """
 
+    eos_id = None  # no document separator in synthetic tasks
+
     def __init__(self, generate: Generate, batch_size: int, seed: int = 0, device: Any = "cpu",
-                 rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None, name: str = ""):
+                 rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None, name: str = "",
+                 pool_size: int = 0, objective: str = "lm"):
         super().__init__()
         self.generate, self.batch_size, self.seed = generate, batch_size, seed
         self.device = torch.device(device)
-        self.vocab_size, self.name = vocab_size, name
+        self.vocab_size, self.name, self.objective = vocab_size, name, objective
+        self.pool_size = int(pool_size)
+        self._pool: Optional[Dict[str, torch.Tensor]] = None
+        self._perm: Optional[tuple] = None
         self.set_distributed(rank, world_size)
         self.batch_index = 0
 
@@ -59,11 +71,28 @@ class SyntheticTrainData(IterableDataset):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world_size {world_size}")
         self.rank, self.world_size = rank, world_size
+        g = self.batch_size * world_size
+        if self.pool_size and self.pool_size < g:
+            raise ValueError(f"a training pool of {self.pool_size} examples is smaller than one global batch ({g}); "
+                             "raise num_train_examples or lower the batch size")
+
+    def _global(self, index: int) -> Dict[str, torch.Tensor]:
+        g = self.batch_size * self.world_size
+        if not self.pool_size:
+            return self.generate(g, _seeded(self.seed, 0, index, self.device))
+        if self._pool is None or next(iter(self._pool.values())).device != self.device:
+            self._pool = self.generate(self.pool_size, _seeded(self.seed, _POOL_STREAM, 0, self.device))
+        per_epoch = self.pool_size // g
+        epoch, j = divmod(index, per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            cpu = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(self.pool_size, generator=cpu).to(self.device))
+        rows = self._perm[1][j * g : (j + 1) * g]
+        return {k: v[rows] for k, v in self._pool.items()}
 
     def batch(self, index: int) -> Dict[str, torch.Tensor]:
         """This rank's share of global batch ``index``."""
-        g = _seeded(self.seed, 0, index, self.device)
-        full = self.generate(self.batch_size * self.world_size, g)
+        full = self._global(index)
         if self.world_size == 1:
             return full
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
@@ -90,23 +119,28 @@ class SyntheticTrainData(IterableDataset):
 
 
 class SyntheticValData(Dataset):
-    """``n_batches`` fixed validation batches (map-style; the same tensors at every evaluation)."""
+    """``n_examples`` fixed validation examples in batches of ``batch_size`` (the last may be
+    smaller); map-style, the same tensors at every evaluation. ``generate`` should produce test
+    targets (labels only at the probed positions), so ``accuracy`` scores exactly those."""
 
-    def __init__(self, generate: Generate, batch_size: int, n_batches: int, seed: int = 0, device: Any = "cpu",
-                 vocab_size: Optional[int] = None, name: str = ""):
-        if n_batches < 1:
-            raise ValueError(f"data.val_batches={n_batches} must be >= 1")
-        self.generate, self.batch_size, self.n_batches, self.seed = generate, batch_size, n_batches, seed
+    eos_id = None  # no document separator in synthetic tasks
+
+    def __init__(self, generate: Generate, batch_size: int, n_examples: int, seed: int = 0, device: Any = "cpu",
+                 vocab_size: Optional[int] = None, name: str = "", objective: str = "lm"):
+        if n_examples < 1:
+            raise ValueError(f"synthetic validation needs >= 1 example, got {n_examples}")
+        self.generate, self.batch_size, self.n_examples, self.seed = generate, batch_size, n_examples, seed
         self.device = torch.device(device)
-        self.vocab_size, self.name = vocab_size, name
+        self.vocab_size, self.name, self.objective = vocab_size, name, objective
 
     def __len__(self) -> int:
-        return self.n_batches
+        return -(-self.n_examples // self.batch_size)
 
     def __getitem__(self, i: int) -> Dict[str, torch.Tensor]:
-        if not 0 <= i < self.n_batches:
+        if not 0 <= i < len(self):
             raise IndexError(i)
-        return self.generate(self.batch_size, _seeded(self.seed, _VAL_STREAM, i, self.device))
+        b = min(self.batch_size, self.n_examples - i * self.batch_size)
+        return self.generate(b, _seeded(self.seed, _VAL_STREAM, i, self.device))
 
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         return (self[i] for i in range(len(self)))
