@@ -84,7 +84,11 @@ def test_hf_unreachable_is_a_clear_error(monkeypatch):
         raise ConnectionError("Couldn't reach 'no-such-user/no-such-set' on the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr("zoo.data.tokenizer.hub_reachable", lambda timeout=3.0: True)
     with pytest.raises(CorpusError, match="cannot open Hugging Face dataset 'no-such-user/no-such-set'.*network"):
+        load_corpus(DataConfig(type="hf", name="no-such-user/no-such-set"))
+    monkeypatch.setattr("zoo.data.tokenizer.hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(CorpusError, match="unreachable.*HF_DATASETS_OFFLINE=1"):
         load_corpus(DataConfig(type="hf", name="no-such-user/no-such-set"))
 
 
@@ -92,6 +96,7 @@ def test_hf_stream_is_split_by_hash(monkeypatch, tmp_path):
     datasets = pytest.importorskip("datasets")
     rows = [{"text": p} for p in PARAS]
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.IterableDataset.from_generator(lambda: iter(rows)))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     c = load_corpus(DataConfig(type="hf", name="local/fake", val_fraction=0.2))
     train, val = list(c.train_documents()), list(c.val_documents())
     assert not c.finite and sorted(train + val) == sorted(PARAS) and val and train
@@ -102,3 +107,14 @@ def test_hf_stream_is_split_by_hash(monkeypatch, tmp_path):
     assert type(tr).__name__ == "StreamingTrainData" and len(va) >= 1
     b = next(iter(tr))
     assert b["input_ids"].shape == (2, 16) and int(b["input_ids"][0, 0]) == tok.eos_id
+
+
+def test_config_merges_from_yaml_dicts():
+    from zoo.config import ConfigError, merge
+
+    cfg = merge(DataConfig, {"type": "mad", "mad": {"task": "noisy_recall", "options": {"frac_noise": 0.4}}},
+                overrides=["seed=3", "tokenizer.vocab_size=1000"])
+    assert isinstance(cfg, DataConfig) and cfg.validate().mad.options == {"frac_noise": 0.4}
+    assert cfg.seed == 3 and cfg.tokenizer.vocab_size == 1000 and cfg.resolved_seq_len() == 128
+    with pytest.raises(ConfigError, match="text_feild"):
+        merge(DataConfig, {"type": "jsonl", "path": "x.jsonl", "text_feild": "body"})

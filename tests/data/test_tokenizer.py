@@ -51,3 +51,9 @@ def test_missing_eos_is_named(tmp_path):
     with pytest.raises(DataConfigError, match="eos_token"):
         ZooTokenizer(tk)
     assert ZooTokenizer(tk, eos_token="b").eos_id == 1
+
+
+def test_pretrained_offline_fails_fast_with_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataConfigError, match="unreachable.*tokenizer.type=bpe"):
+        build_tokenizer(TokenizerConfig(type="pretrained", name="zoo-test/not-a-real-tokenizer"))

@@ -96,6 +96,15 @@ def _hf_stream(cfg: DataConfig, split: str):
         import datasets
     except ImportError:
         raise CorpusError("data.type=hf needs the datasets package: pip install datasets") from None
+    from zoo.data.tokenizer import hub_reachable
+
+    offline = os.environ.get("HF_DATASETS_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "")).lower() in ("1", "true", "yes")
+    if not offline and not hub_reachable():
+        raise CorpusError(
+            f"cannot open Hugging Face dataset {cfg.name!r}: the hub is unreachable (offline?). Set "
+            "HF_DATASETS_OFFLINE=1 to use a locally cached copy, or download it elsewhere and use "
+            "data.type=jsonl/parquet/text with data.path"
+        )
     try:
         ds = datasets.load_dataset(cfg.name, cfg.config_name, split=split, streaming=True)
     except Exception as err:  # offline, unknown dataset, unknown split/config

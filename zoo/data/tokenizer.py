@@ -169,17 +169,7 @@ def build_tokenizer(cfg: TokenizerConfig, documents: Optional[Iterable[str]] = N
     if cfg.type == "file":
         return load_tokenizer(cfg.path, cfg.eos_token)
     if cfg.type == "pretrained":
-        from tokenizers import Tokenizer
-
-        try:
-            tk = Tokenizer.from_pretrained(cfg.name)
-        except Exception as err:  # network errors, unknown repo, missing tokenizer.json
-            raise DataConfigError(
-                f"cannot load tokenizer {cfg.name!r} from the Hugging Face hub ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}). Offline or a typo? Use "
-                "tokenizer.type=bpe (trained on the corpus) or tokenizer.type=file tokenizer.path=DIR"
-            ) from None
-        return ZooTokenizer(tk, cfg.eos_token)
+        return _pretrained(cfg.name, cfg.eos_token)
     if documents is None:
         raise DataConfigError("tokenizer.type=bpe needs the training documents to learn from")
     texts = _take_chars(documents, cfg.train_chars)
@@ -196,6 +186,49 @@ def build_tokenizer(cfg: TokenizerConfig, documents: Optional[Iterable[str]] = N
     except OSError as err:  # a read-only cache is a notice, not a failure
         print(f"zoo.data: notice: could not cache the tokenizer at {file} ({err}); it will be retrained next run")
     return ZooTokenizer(tk, BPE_EOS)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (honours HF_ENDPOINT, HF_HUB_OFFLINE)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _pretrained(name: str, eos_token: Optional[str]) -> ZooTokenizer:
+    """A hub tokenizer: from the local HF cache when it is there, else downloaded.
+
+    Offline with nothing cached fails at once with the fix, instead of retrying for half a minute.
+    """
+    from tokenizers import Tokenizer
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id=name, filename="tokenizer.json")
+    except Exception:  # not installed, or a malformed name: let from_pretrained report it
+        cached = None
+    if isinstance(cached, str) and os.path.isfile(cached):
+        return ZooTokenizer(Tokenizer.from_file(cached), eos_token)
+    fix = "Use tokenizer.type=bpe (trained on the corpus) or tokenizer.type=file tokenizer.path=DIR"
+    if not hub_reachable():
+        raise DataConfigError(f"cannot load tokenizer {name!r}: it is not in the local Hugging Face cache and the hub "
+                              f"is unreachable (offline?). {fix}")
+    try:
+        tk = Tokenizer.from_pretrained(name)
+    except Exception as err:  # unknown repo, no tokenizer.json, network trouble
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise DataConfigError(f"cannot load tokenizer {name!r} from the Hugging Face hub ({type(err).__name__}: "
+                              f"{first}). A typo, or a model without tokenizer.json? {fix}") from None
+    return ZooTokenizer(tk, eos_token)
 
 
 def iter_token_ids(tokenizer: ZooTokenizer, docs: Iterable[str], batch: int = 256) -> Iterator[List[int]]:
