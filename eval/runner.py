@@ -164,7 +164,7 @@ def format_table(results: Dict[str, Dict[str, Any]], n_samples: Optional[Dict[st
         n = (n_samples or {}).get(task, {})
         n = n.get("effective", "") if isinstance(n, dict) else n
         for key, value in metrics.items():
-            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)):
+            if key in ("alias", "sample_len") or "_stderr" in key or not isinstance(value, (int, float)):
                 continue
             metric = key.split(",")[0]
             err = metrics.get(key.replace(metric, f"{metric}_stderr", 1))

@@ -62,10 +62,10 @@ def trained_run(tmp_path_factory, tokenizer):
         ids[i, :len(seq)] = torch.tensor(seq)
         labels[i, start - 1:len(seq) - 1] = torch.tensor(seq[start:])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(35):
+    for _ in range(30):
         loss = torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), labels.flatten())
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
-    return save_run(tmp_path_factory.mktemp("trained"), model, tokenizer), float(loss)
+    return save_run(tmp_path_factory.mktemp("trained"), model, tokenizer), loss.item()
