@@ -222,7 +222,7 @@ def test_bad_alias_error_points_at_its_use():
 def test_unknown_mixer_message():
     err = error("delta foo", mixers={"local": {"type": "swa"}})
     assert str(err) == ("unknown mixer 'foo' in pattern:\n  delta foo\n        ^^^\n"
-                        "valid names: attn, delta, gdelta, local, swa")
+                        "valid names: attn, delta, gdelta, linear, local, swa")
     assert isinstance(err, ValueError) and isinstance(err, ZooError)
 
 

@@ -19,6 +19,7 @@ from zoo.errors import ZooError
 
 from zoo.layers.attention import AttentionConfig
 from zoo.layers.deltanet import DeltaNetConfig, GatedDeltaNetConfig
+from zoo.layers.linear_attention import LinearAttentionConfig
 
 
 class ConfigError(ZooError):
@@ -43,6 +44,7 @@ class ModelConfig:
     deltanet: DeltaNetConfig = field(default_factory=DeltaNetConfig)
     gated_deltanet: GatedDeltaNetConfig = field(default_factory=GatedDeltaNetConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    linear: LinearAttentionConfig = field(default_factory=LinearAttentionConfig)
 
     @property
     def ffn_hidden(self) -> int:

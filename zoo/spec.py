@@ -15,7 +15,8 @@ Grammar (whitespace is insignificant except as a separator)::
     value     := int | float | true | false | none | null | bare word | 'quoted' | "quoted"
 
 Names are the built-ins (``delta`` -> deltanet, ``gdelta`` -> gated_deltanet, ``attn`` ->
-attention with window=None, ``swa`` -> attention with window=2048) plus the aliases of
+attention with window=None, ``swa`` -> attention with window=2048, ``linear`` -> additive
+linear attention) plus the aliases of
 ``model.mixers``: ``{name: {type: <registry key, built-in or another alias>, **options}}``.
 An alias may shadow a built-in; ``swa: {type: swa, window: 512}`` extends the built-in it
 shadows (an alias's ``type`` naming itself skips the user aliases). Alias cycles are errors.
@@ -57,6 +58,7 @@ BUILTINS: Dict[str, Dict[str, Any]] = {
     "gdelta": {"type": "gated_deltanet"},
     "attn": {"type": "attention", "window": None},
     "swa": {"type": "attention", "window": 2048},
+    "linear": {"type": "linear"},
 }
 
 #: Upper bound on a pattern's expansion, so that ``delta*10**12`` fails fast instead of OOMing.

@@ -9,11 +9,13 @@ dtype)`` returns its generation state, and ``flops_per_token(d_model, context)``
 """
 from zoo.layers.attention import Attention
 from zoo.layers.deltanet import DeltaNet, GatedDeltaNet
+from zoo.layers.linear_attention import LinearAttention
 
 MIXERS = {
     "deltanet": DeltaNet,
     "gated_deltanet": GatedDeltaNet,
     "attention": Attention,
+    "linear": LinearAttention,
 }
 
-__all__ = ["MIXERS", "Attention", "DeltaNet", "GatedDeltaNet"]
+__all__ = ["MIXERS", "Attention", "DeltaNet", "GatedDeltaNet", "LinearAttention"]
