@@ -554,20 +554,22 @@ def delta_rule_step(
         g = g.contiguous()
     o = _empty(v.shape, dtype=v.dtype, device=v.device)
     BK = triton.next_power_of_2(K)
-    BV = _step_block_v(Bq * H, V)
+    BV, num_warps = _step_config(Bq * H, K, V)
     _step_kernel[(triton.cdiv(V, BV), Bq * H)](
         q, k, v, beta, g if g is not None else beta, state, o, scale,
-        K=K, V=V, BK=BK, BV=BV, USE_G=g is not None, num_warps=_num_warps(BK, BV),
+        K=K, V=V, BK=BK, BV=BV, USE_G=g is not None, num_warps=num_warps,
     )
     return o
 
 
-def _step_block_v(BH: int, V: int) -> int:
-    """Decode block width: 32 value columns (128-byte state rows) once there are enough
-    programs to fill the GPU, narrower at small batch so that B·H·V/BV stays >= ~512."""
-    bv = min(triton.next_power_of_2(V), 32)
-    if _INTERPRET:
-        return bv
-    while bv > 8 and BH * triton.cdiv(V, bv) < 512:
-        bv //= 2
-    return bv
+def _step_config(BH: int, K: int, V: int) -> Tuple[int, int]:
+    """(BV, num_warps) of the decode kernel. Measured on an H100 (H = 8, K = V = 128, states
+    rotated past L2; bench/results/kernels.json "step_sweep"): 16 columns / 1 warp is best up to
+    B·H = 128 (B = 1: 2.9 µs, B = 16: 7.9 µs), 64 columns is best from B·H = 512 (B = 256: 97 µs
+    against a 89 µs read+write floor of the state)."""
+    BK = triton.next_power_of_2(K)
+    bv = 64 if BH * triton.cdiv(V, 64) >= 1024 else 16
+    if _INTERPRET or BK > 128:
+        bv = 32
+    bv = min(bv, triton.next_power_of_2(V))
+    return bv, (1 if BK * bv <= 2048 else 4)
