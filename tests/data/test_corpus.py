@@ -38,3 +38,20 @@ def test_empty_or_single_document_corpus_is_a_clear_error():
         Corpus.from_documents(["just one"], 0.1, "test")
     with pytest.raises(CorpusError, match="available: pydoc"):
         embedded_corpus("nope", 0.1)
+
+
+def test_stdlib_docstrings_skip_tests_and_cache(tmp_path, monkeypatch):
+    from zoo.data.corpus import stdlib_docstrings
+
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    lib = tmp_path / "lib"
+    (lib / "test").mkdir(parents=True)
+    long = ("This function explains at length what it does. " * 6).strip()
+    (lib / "mod.py").write_text(f'"""{long}"""\n\ndef f():\n    """short"""\n\nclass C:\n    """{long} C"""\n')
+    (lib / "test" / "test_mod.py").write_text(f'"""{long} test"""\n')
+    (lib / "broken.py").write_text("def (:\n")
+    docs = stdlib_docstrings(str(lib))
+    assert docs == [long, f"{long} C"]
+    assert len(list((tmp_path / "cache" / "corpora").glob("*.json"))) == 1
+    (lib / "mod.py").unlink()
+    assert stdlib_docstrings(str(lib)) == docs  # served from the cache
