@@ -75,6 +75,10 @@ def test_config_validation_names_the_fix():
         DataConfig(path="x.txt").validate()
     with pytest.raises(DataConfigError, match="needs data.name"):
         DataConfig(type="hf").validate()
+    with pytest.raises(DataConfigError, match="val_batches=0 must be >= 1"):
+        DataConfig(type="mqar", val_batches=0).validate()
+    with pytest.raises(DataConfigError, match="val_fraction"):
+        DataConfig(val_fraction=0.0).validate()
 
 
 def test_hf_unreachable_is_a_clear_error(monkeypatch):

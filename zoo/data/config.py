@@ -191,6 +191,11 @@ class DataConfig:
                 )
         if self.seq_len is not None and self.seq_len < 2:
             raise DataConfigError(f"data.seq_len={self.seq_len} must be >= 2")
+        for key in ("val_batches", "val_tokens"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise DataConfigError(f"data.{key}={getattr(self, key)} must be >= 1 (or unset for the default)")
+        if self.shuffle_buffer is not None and self.shuffle_buffer < 0:
+            raise DataConfigError(f"data.shuffle_buffer={self.shuffle_buffer} must be >= 0")
         if not 0.0 < self.val_fraction < 1.0:
             raise DataConfigError(f"data.val_fraction={self.val_fraction} must be in (0, 1)")
         if self.type in ("text", "jsonl", "parquet") and not self.path:
