@@ -1,0 +1,497 @@
+"""Decode speed and memory against context length: zoo DeltaNet, hybrid SWA and Transformer
+(eager and, where the caches allow, CUDA-graphed decode steps) against fla's DeltaNet model
+through Hugging Face ``generate``.
+
+    python3 bench/generate.py --out DIR      # GPU sweep: DIR/generate.json, DIR/generate.md; table last
+    python3 bench/generate.py --smoke        # CPU: tiny models, the logic only (no fla, no graphs)
+
+Needs torch (+ Triton on CUDA) and zoo's own modules; fla's baseline also needs
+flash-linear-attention==0.6.0, fla-core==0.6.0, transformers and einops. Imports neither
+lm-eval nor the recipe loader; models are built from zoo's config dataclasses.
+
+Models (the paper's 340M shape, bf16): d_model 1024, 24 layers, 8 heads of 128, SwiGLU 2816
+(fla's hidden_ratio 4 rule), 32k vocabulary, untied head. ``deltanet`` = delta*24;
+``hybrid_swa`` = (delta swa)*12 with a 2048-key window; ``transformer`` = attn*24 (RoPE, MHA).
+fla's model is built from ``zoo.interop.fla.zoo_to_fla_config`` of the deltanet config, so both
+have the same architecture.
+
+Method, per (model, batch B, context C):
+- the cache is brought to C tokens by chunked prefill (4096-token chunks, random tokens) at
+  batch 1, then its batch-1 tensors are repeated to B rows (decode cost does not depend on
+  what the tokens were); contexts are visited in increasing order, prefilling only the gap;
+- decode: greedy steps, each feeding the argmax of the previous step back (the real loop,
+  argmax included); ``--warmup`` steps, then ``--steps`` timed with CUDA synchronisation;
+  tokens/s = B · steps / seconds;
+- ``graph``: the decode step captured once as a CUDA graph and replayed (caches whose tensors
+  keep their shapes: the DeltaNet state and conv tails; the attention caches keep positions as
+  Python ints, which a graph would freeze, so attention models run eager only). Before timing,
+  the graphed steps are checked against eager steps from a copy of the same cache;
+- memory: ``cache`` = bytes of every tensor in the model cache at C (the recurrent state is
+  constant, the SWA ring is W slots, the KV cache grows); ``peak`` = CUDA peak allocated
+  during the timed decode (weights + cache + temporaries);
+- fla: ``generate`` on a [B, C] prompt with ``max_new_tokens`` = 1 and 1 + steps (min tokens
+  equal, so no early stop); decode tokens/s = B · steps / (t(1 + steps) − t(1)), so its
+  prefill is not counted; peak = CUDA peak of the longer call (prefill included).
+An out-of-memory point is recorded as OOM and the sweep continues; a time budget
+(``--budget``) skips what is left, marked as skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import importlib.util
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 2 ** 30
+
+
+def import_zoo():
+    """zoo from an installed checkout, or straight from the repo (the GPU box installs nothing)."""
+    try:
+        import zoo.kernels  # noqa: F401
+        import zoo
+        return zoo
+    except ImportError:
+        pass
+    sys.path.insert(0, str(ROOT))
+    import zoo
+
+    spec = importlib.util.spec_from_file_location(
+        "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["zoo.kernels"] = mod
+    spec.loader.exec_module(mod)
+    zoo.kernels = mod
+    sys.path.remove(str(ROOT))  # keep the repo's top-level kernels/ away from transformers' `kernels` probe
+    return zoo
+
+
+PATTERNS = {"deltanet": "delta*24", "hybrid_swa": "(delta swa)*12", "transformer": "attn*24"}
+SMOKE_PATTERNS = {"deltanet": "delta*2", "hybrid_swa": "(delta swa[window=16])", "transformer": "attn*2"}
+
+
+def zoo_config(pattern: str, smoke: bool, max_ctx: int):
+    from zoo.config import ModelConfig
+    from zoo.layers.attention import AttentionConfig
+    from zoo.layers.deltanet import DeltaNetConfig
+
+    if smoke:
+        dims = dict(d_model=64, n_heads=2, vocab_size=256, mlp_hidden=128)
+    else:
+        dims = dict(d_model=1024, n_heads=8, vocab_size=32000, mlp_hidden=2816)
+    return ModelConfig(pattern=pattern, tie_embeddings=False, norm_eps=1e-6, max_seq_len=max_ctx,
+                       deltanet=DeltaNetConfig(norm_eps=1e-6), attention=AttentionConfig(backend="sdpa"), **dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache helpers: generic over the per-layer cache objects (their tensor attributes).
+
+def _layer_tensors(cache):
+    for layer in cache.layers:
+        for name, value in vars(layer).items():
+            if isinstance(value, torch.Tensor):
+                yield layer, name, value
+
+
+def cache_bytes(cache) -> int:
+    seen, total = set(), 0
+    for _, _, t in _layer_tensors(cache):
+        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def replicate(cache, batch: int):
+    """A batch-``batch`` copy of a batch-1 model cache: tensors with leading dim 1 are repeated."""
+    new = copy.copy(cache)
+    new.layers = []
+    for layer in cache.layers:
+        lc = copy.copy(layer)
+        for name, value in vars(layer).items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == 1:
+                setattr(lc, name, value.expand(batch, *value.shape[1:]).contiguous())
+            elif isinstance(value, torch.Tensor):
+                setattr(lc, name, value.clone())
+        if hasattr(lc, "batch_size"):
+            lc.batch_size = batch
+        new.layers.append(lc)
+    new.batch_size = batch
+    return new
+
+
+def clone_cache(cache):
+    new = copy.copy(cache)
+    new.layers = []
+    for layer in cache.layers:
+        lc = copy.copy(layer)
+        for name, value in vars(layer).items():
+            if isinstance(value, torch.Tensor):
+                setattr(lc, name, value.clone())
+        new.layers.append(lc)
+    return new
+
+
+def graphable(cache) -> Optional[str]:
+    """None when every layer cache holds only tensors (static shapes); else why not."""
+    for layer in cache.layers:
+        for name, value in vars(layer).items():
+            if isinstance(value, int) and not isinstance(value, bool) and name not in ("batch_size", "chunk", "window"):
+                return f"{type(layer).__name__}.{name} is a Python int (positions would be frozen in a graph)"
+    return None
+
+
+class GraphStep:
+    """One decode step ``logits = model(tok [B, 1], cache)`` captured as a CUDA graph.
+
+    The layers may update their caches in place or rebind new tensors; after the captured
+    forward, rebound tensors are copied back into the buffers the graph reads, inside the graph,
+    so each replay continues from the last. ``cache.seen`` is advanced on the host per replay.
+    """
+
+    def __init__(self, model, cache, batch: int, warmup: int = 2):
+        self.model, self.cache = model, cache
+        self.tok = torch.zeros(batch, 1, dtype=torch.long, device=model.embeddings.weight.device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):  # compiles Triton kernels, settles allocations
+                model(self.tok, cache=cache)
+        torch.cuda.current_stream().wait_stream(side)
+        bufs = list(_layer_tensors(cache))
+        seen = cache.seen
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = model(self.tok, cache=cache)[:, -1]
+            for layer, name, buf in bufs:
+                new = getattr(layer, name)
+                if new is not buf:
+                    buf.copy_(new)
+                    setattr(layer, name, buf)
+        cache.seen = seen
+
+    def __call__(self, tok: torch.Tensor) -> torch.Tensor:
+        self.tok.copy_(tok)
+        self.graph.replay()
+        self.cache.seen += 1
+        return self.logits
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def prefill_to(model, cache, target: int, vocab: int, chunk: int, gen: torch.Generator) -> None:
+    device = model.embeddings.weight.device
+    while cache.seen < target:
+        n = min(chunk, target - cache.seen)
+        ids = torch.randint(0, vocab, (1, n), generator=gen).to(device)
+        model(ids, cache=cache)
+
+
+@torch.no_grad()
+def decode(step, batch: int, steps: int, warmup: int, device) -> float:
+    """Seconds for ``steps`` greedy steps of ``step(tok) -> logits [B, V]`` after ``warmup`` steps."""
+    tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    for _ in range(warmup):
+        tok = step(tok).argmax(-1, keepdim=True)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        tok = step(tok).argmax(-1, keepdim=True)
+    sync(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def check_graph(model, graph: GraphStep, steps: int = 8) -> Dict[str, Any]:
+    """Graph replays vs eager steps from a copy of the same cache: greedy tokens and logits."""
+    ref = clone_cache(graph.cache)
+    tok_g = tok_e = torch.zeros(graph.tok.shape, dtype=torch.long, device=graph.tok.device)
+    same, worst = 0, 0.0
+    for _ in range(steps):
+        lg = graph(tok_g).clone()
+        le = model(tok_e, cache=ref)[:, -1]
+        worst = max(worst, float((lg - le).norm() / le.norm().clamp_min(1e-12)))
+        tok_g, tok_e = lg.argmax(-1, keepdim=True), le.argmax(-1, keepdim=True)
+        same += int(torch.equal(tok_g, tok_e))
+        tok_g = tok_e  # keep both on one trajectory
+    return {"graph_vs_eager_rel_rms_max": worst, "graph_vs_eager_equal_steps": f"{same}/{steps}"}
+
+
+def is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def free(device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def bench_zoo(name: str, pattern: str, args, device, deadline: float, rows: List[dict], notes: List[str]) -> None:
+    from zoo.model import ZooModel
+
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    cfg = zoo_config(pattern, args.smoke, max(args.contexts) + args.steps + args.warmup + 64)
+    torch.manual_seed(0)
+    model = ZooModel(cfg).to(device=device, dtype=dtype).eval()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    notes.append(f"zoo {name}: `{pattern}`, {model.num_params() / 1e6:.1f}M params, weights {weights / GiB:.2f} GiB")
+    gen = torch.Generator().manual_seed(0)
+    base = model.init_cache(1, device=device, dtype=dtype)
+    why_not = graphable(base)
+    use_graph = device.type == "cuda" and not args.no_graphs
+    checked = set()
+    for C in args.contexts:
+        if time.time() > deadline:
+            rows += [dict(model=name, impl=impl, batch=B, context=C, status="skipped (time budget)")
+                     for B in args.batches for impl in ("zoo eager", "zoo graph")]
+            continue
+        try:
+            prefill_to(model, base, C, cfg.vocab_size, args.chunk, gen)
+        except Exception as err:  # OOM at batch 1: nothing larger will fit either
+            status = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {err}"
+            rows += [dict(model=name, impl="zoo eager", batch=B, context=C, status=f"prefill {status}") for B in args.batches]
+            free(device)
+            break
+        for B in args.batches:
+            impls = ["zoo eager"] + (["zoo graph"] if use_graph else [])
+            for impl in impls:
+                row = dict(model=name, impl=impl, batch=B, context=C)
+                if impl == "zoo graph" and why_not:
+                    row["status"] = f"n/a: {why_not}"
+                    rows.append(row)
+                    continue
+                cache = graph = None
+                try:
+                    cache = replicate(base, B) if B != 1 else clone_cache(base)
+                    row["cache_mib"] = cache_bytes(cache) / 2 ** 20
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    if impl == "zoo graph":
+                        graph = GraphStep(model, cache, B)
+                        if B not in checked:
+                            row.update(check_graph(model, graph))
+                            checked.add(B)
+                        step = graph
+                    else:
+                        step = (lambda tok, c=cache: model(tok, cache=c)[:, -1])
+                    secs = decode(step, B, args.steps, args.warmup, device)
+                    row.update(status="ok", tokens_per_s=B * args.steps / secs, ms_per_step=1e3 * secs / args.steps)
+                    if device.type == "cuda":
+                        row["peak_gib"] = torch.cuda.max_memory_allocated() / GiB
+                except Exception as err:
+                    row["status"] = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {str(err)[:300]}"
+                    if not is_oom(err):
+                        traceback.print_exc()
+                del cache, graph
+                free(device)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    del model, base
+    free(device)
+
+
+def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str]) -> None:
+    try:
+        from fla.models import DeltaNetConfig, DeltaNetForCausalLM
+        import transformers
+    except Exception as err:
+        notes.append(f"fla baseline not run: {type(err).__name__}: {err}")
+        return
+    from zoo.interop.fla import zoo_to_fla_config
+
+    cfg = zoo_config(PATTERNS["deltanet"], False, max(args.contexts) + 64)
+    fcfg = zoo_to_fla_config(cfg)
+    fcfg.pop("architectures", None)
+    torch.manual_seed(0)
+    model = DeltaNetForCausalLM(DeltaNetConfig(**fcfg)).to(device=device, dtype=torch.bfloat16).eval()
+    import fla
+
+    notes.append(f"fla {getattr(fla, '__version__', '?')} DeltaNetForCausalLM via transformers {transformers.__version__} "
+                 f"generate: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params; config "
+                 + json.dumps({k: fcfg[k] for k in ('hidden_size', 'num_hidden_layers', 'num_heads', 'intermediate_size', 'vocab_size') if k in fcfg}))
+    gen = torch.Generator().manual_seed(0)
+    dead = set()
+    for B in args.batches:
+        for C in args.contexts:
+            row = dict(model="deltanet", impl="fla HF generate", batch=B, context=C)
+            if B in dead:
+                row["status"] = "skipped (a shorter context ran out of memory)"
+            elif time.time() > deadline:
+                row["status"] = "skipped (time budget)"
+            else:
+                try:
+                    ids = torch.randint(0, cfg.vocab_size, (B, C), generator=gen).to(device)
+                    kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True, pad_token_id=0)
+                    model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)  # warm-up
+                    times = []
+                    for n in (1, 1 + args.fla_steps):
+                        torch.cuda.reset_peak_memory_stats()
+                        sync(device)
+                        start = time.perf_counter()
+                        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
+                        sync(device)
+                        times.append(time.perf_counter() - start)
+                        assert out.shape[1] == C + n, f"generate returned {out.shape[1] - C} tokens, asked {n}"
+                    secs = times[1] - times[0]
+                    row.update(status="ok", tokens_per_s=B * args.fla_steps / secs, ms_per_step=1e3 * secs / args.fla_steps,
+                               peak_gib=torch.cuda.max_memory_allocated() / GiB, prefill_plus_1_s=times[0])
+                except Exception as err:
+                    row["status"] = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {str(err)[:300]}"
+                    if is_oom(err):
+                        dead.add(B)
+                    else:
+                        traceback.print_exc()
+                free(device)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    del model
+    free(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+def _fmt_ctx(c: int) -> str:
+    return f"{c // 1024}K" if c >= 1024 and c % 1024 == 0 else str(c)
+
+
+def render(result: Dict[str, Any]) -> str:
+    rows, contexts = result["rows"], result["contexts"]
+    keys = []
+    for r in rows:
+        k = (r["model"], r["impl"], r["batch"])
+        if k not in keys:
+            keys.append(k)
+
+    def cell(k, c, field, fmt):
+        r = next((r for r in rows if (r["model"], r["impl"], r["batch"]) == k and r["context"] == c), None)
+        if r is None:
+            return ""
+        if r.get("status") == "ok" and field not in r:
+            return "—"
+        if r.get("status") != "ok":
+            s = r.get("status", "")
+            return "OOM" if "OOM" in s else ("n/a" if s.startswith("n/a") else ("skip" if "skip" in s else ("err" if s else "")))
+        return fmt(r[field])
+
+    head = "| model | impl | batch | " + " | ".join(_fmt_ctx(c) for c in contexts) + " |\n"
+    rule = "|---|---|---|" + "---|" * len(contexts) + "\n"
+    out = [f"Decode tokens/s (batch × steps / s) against context length — {result['device']}\n\n", head, rule]
+    for k in keys:
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cell(k, c, "tokens_per_s", lambda v: f"{v:,.0f}") for c in contexts) + " |\n")
+    out += ["\nCache MiB at the context (every tensor of the model cache)\n\n", head, rule]
+    for k in keys:
+        if k[1] != "zoo eager":
+            continue
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cell(k, c, "cache_mib", lambda v: f"{v:,.1f}") for c in contexts) + " |\n")
+    out += ["\nPeak GiB allocated while decoding (weights + cache + temporaries; fla: its longer generate call, prefill included)\n\n", head, rule]
+    for k in keys:
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cell(k, c, "peak_gib", lambda v: f"{v:.2f}") for c in contexts) + " |\n")
+    checks = [r for r in rows if "graph_vs_eager_equal_steps" in r]
+    if checks:
+        out.append("\nCUDA graph vs eager (same cache, same tokens): " + "; ".join(
+            f"{r['model']} B={r['batch']}: greedy equal {r['graph_vs_eager_equal_steps']}, logits rel-RMS ≤ {r['graph_vs_eager_rel_rms_max']:.1e}"
+            for r in checks) + "\n")
+    speed = {}
+    for r in rows:
+        if r.get("status") == "ok" and r["model"] == "deltanet":
+            speed.setdefault((r["impl"], r["batch"]), {})[r["context"]] = r["tokens_per_s"]
+    for B in result["batches"]:
+        fla_s = speed.get(("fla HF generate", B), {})
+        for impl in ("zoo eager", "zoo graph"):
+            z = speed.get((impl, B), {})
+            both = [c for c in contexts if c in fla_s and c in z]
+            if both:
+                ratios = [z[c] / fla_s[c] for c in both]
+                out.append(f"\ndeltanet {impl} / fla HF generate at batch {B}: {min(ratios):.1f}×–{max(ratios):.1f}× "
+                           f"over contexts {', '.join(_fmt_ctx(c) for c in both)}")
+    out.append("\n\nNotes:\n" + "".join(f"- {n}\n" for n in result["notes"]))
+    return "".join(out)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="folder for generate.json and generate.md")
+    ap.add_argument("--smoke", action="store_true", help="CPU logic check with tiny models")
+    ap.add_argument("--contexts", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--models", default="deltanet,hybrid_swa,transformer")
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--fla-steps", type=int, default=16)
+    ap.add_argument("--chunk", type=int, default=4096, help="prefill chunk (tokens)")
+    ap.add_argument("--budget", type=float, default=420.0, help="seconds before the rest is skipped")
+    ap.add_argument("--no-graphs", action="store_true")
+    ap.add_argument("--no-fla", action="store_true")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.contexts = args.contexts or [32, 80]
+        args.batches = args.batches or [1, 3]
+        args.steps, args.warmup, args.chunk, args.no_fla = min(args.steps, 4), 1, 48, True
+    else:
+        args.contexts = args.contexts or [1024 * 2 ** i for i in range(7)]
+        args.batches = args.batches or [1, 64]
+    args.contexts = sorted(args.contexts)
+    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
+    torch.set_grad_enabled(False)
+    import_zoo()
+    deadline = time.time() + args.budget
+    rows: List[dict] = []
+    notes: List[str] = []
+    patterns = SMOKE_PATTERNS if args.smoke else PATTERNS
+    order = [m for m in args.models.split(",") if m]
+    for name in order:
+        if name not in patterns:
+            raise SystemExit(f"unknown model {name!r}; choose from {', '.join(patterns)}")
+    if "deltanet" in order:
+        bench_zoo("deltanet", patterns["deltanet"], args, device, deadline, rows, notes)
+        if not args.no_fla and device.type == "cuda":
+            bench_fla(args, device, deadline, rows, notes)
+    for name in order:
+        if name != "deltanet":
+            bench_zoo(name, patterns[name], args, device, deadline, rows, notes)
+    result = {
+        "script": "bench/generate.py", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
+        "torch": torch.__version__, "python": platform.python_version(), "smoke": args.smoke,
+        "contexts": args.contexts, "batches": args.batches, "steps": args.steps, "warmup": args.warmup,
+        "fla_steps": args.fla_steps, "notes": notes, "rows": rows,
+    }
+    try:
+        import triton
+
+        result["triton"] = triton.__version__
+    except ImportError:
+        pass
+    md = render(result)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "generate.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "generate.md").write_text(md)
+    print(md)
+    return result
+
+
+if __name__ == "__main__":
+    main()
