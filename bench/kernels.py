@@ -457,6 +457,48 @@ def sweep_step(zk, out):
     out["step_sweep"] = res
 
 
+def sweep_recurrent(out, deadline):
+    """Forward and reverse-backward kernels of the token-by-token op at 8x2048x16x128 over block
+    widths and warps (informs _fwd_config / _bwd_config in fused_recurrent.py)."""
+    import triton
+
+    fr = sys.modules["zoo.kernels.fused_recurrent"]
+    B, T, H, D = SHAPES[0]
+    q, k, v, beta, g = make_delta_inputs(B, T, H, D, D, seed=7)
+    o = torch.empty_like(v)
+    w = torch.randn(B, T, H, D, device="cuda")
+    do = torch.randn_like(v)
+    res = []
+    for BV in (8, 16, 32):
+        for nw in (1, 2, 4):
+            if time.time() > deadline:
+                break
+            t = ms(lambda: fr._fwd_kernel[(triton.cdiv(D, BV), B * H)](
+                q, k, v, beta, beta, o, o, o, o, None, 0.088, T, H=H, K=D, V=D, BK=D, BV=BV, USE_G=False,
+                USE_H0=False, STORE_HT=False, STORE_W=False, IS_VARLEN=False, num_warps=nw))
+            res.append({"kernel": "fwd", "BV": BV, "num_warps": nw, "ms": t})
+    dv = torch.empty(B, T, H, D, device="cuda")
+    for BV in (32, 64, 128):
+        NV = triton.cdiv(D, BV)
+        dk = torch.empty(NV, B, T, H, D, device="cuda")
+        db = torch.empty(NV, B, T, H, device="cuda")
+        for nw in (2, 4, 8):
+            if time.time() > deadline:
+                break
+            t = ms(lambda: fr._bwd_reverse_kernel[(NV, B * H)](
+                q, k, v, beta, beta, w, do, dv, dv, dk, db, db, dv, None, 0.088, T, B * T, H=H, K=D, V=D,
+                BK=D, BV=BV, USE_G=False, USE_DHT=False, STORE_DH0=False, IS_VARLEN=False, num_warps=nw))
+            res.append({"kernel": "bwd_reverse", "BV": BV, "num_warps": nw, "ms": t})
+        del dk, db
+    for kern in ("fwd", "bwd_reverse"):
+        rs = [r for r in res if r["kernel"] == kern]
+        if rs:
+            best = min(rs, key=lambda r: r["ms"])
+            log(f"recurrent sweep {kern}: best BV={best['BV']} nw={best['num_warps']} {best['ms']:.3f} ms; "
+                f"default {fr._fwd_config(D, D) if kern == 'fwd' else fr._bwd_config(D, D)}")
+    out["recurrent_sweep"] = res
+
+
 # ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
@@ -557,6 +599,7 @@ def main():
                 ("sweep", lambda: sweep_step(zk, out) if args.sweep else None),
                 ("training", lambda: run_training(ops, bw, out, deadline, first)),
                 ("recurrent", lambda: run_recurrent(ops, out, deadline)),
+                ("recurrent_sweep", lambda: sweep_recurrent(out, deadline) if args.sweep else None),
                 ("late", lambda: (run_gates(ops, zk, out, late, reference=False) if time.time() < deadline else None,
                                   run_training(ops, bw, out, deadline, late)))]
     for sec, fn in sections:

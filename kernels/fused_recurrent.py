@@ -54,15 +54,28 @@ def _empty(*shape, **kwargs) -> torch.Tensor:
     return torch.empty(*shape, **kwargs)
 
 
-def _block_v(V: int, K: int, n_programs: int) -> int:
-    """Value-block width: wide enough for coalesced rows, narrow enough to occupy the GPU.
-    The interpreter gets 32 (fewer programs to emulate, still >1 block when V = 64)."""
+def _fwd_config(K: int, V: int) -> Tuple[int, int]:
+    """(BV, num_warps) of the forward: narrow value blocks in one warp, as many programs as
+    possible (each step is a short dependent chain; parallel programs hide its latency)."""
+    BK = triton.next_power_of_2(K)
+    if _INTERPRET:  # fewer programs to emulate, still > 1 block when V = 64
+        return min(triton.next_power_of_2(V), 32), 1
+    bv = min(triton.next_power_of_2(V), 16 if BK <= 128 else 8)
+    return bv, (1 if BK * bv <= 2048 else 2)
+
+
+def _bwd_config(K: int, V: int) -> Tuple[int, int]:
+    """(BV, num_warps) of the two backward passes: wide value blocks, since every block adds
+    one fp32 [B, T, H, K] slab of dq and dk partial sums."""
+    BK = triton.next_power_of_2(K)
     if _INTERPRET:
-        return min(triton.next_power_of_2(V), 32)
-    bv = min(triton.next_power_of_2(V), 64 if K <= 64 else 32)
-    while bv > 8 and n_programs * triton.cdiv(V, bv) < 256:
-        bv //= 2
-    return bv
+        return min(triton.next_power_of_2(V), 32), 1
+    bv = min(triton.next_power_of_2(V), 64 if BK <= 128 else 32)
+    return bv, _num_warps(BK, bv)
+
+
+def _num_warps(BK: int, BV: int) -> int:
+    return 1 if BK * BV <= 1024 else (2 if BK * BV <= 2048 else 4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,15 +314,11 @@ def _step_kernel(
 # ----------------------------------------------------------------------------------------------
 # Host side
 # ----------------------------------------------------------------------------------------------
-def _num_warps(BK: int, BV: int) -> int:
-    return 1 if BK * BV <= 1024 else (2 if BK * BV <= 2048 else 4)
-
-
 def _fwd(q, k, v, g, beta, scale, h0, output_final_state, cu_seqlens, N, store_w):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BK = triton.next_power_of_2(K)
-    BV = _block_v(V, K, N * H)
+    BV, num_warps = _fwd_config(K, V)
     NV = triton.cdiv(V, BV)
     o = _empty(v.shape, dtype=v.dtype, device=v.device)
     ht = _empty(N, H, K, V, dtype=torch.float32, device=q.device) if output_final_state else None
@@ -320,7 +329,7 @@ def _fwd(q, k, v, g, beta, scale, h0, output_final_state, cu_seqlens, N, store_w
         cu_seqlens, scale, T,
         H=H, K=K, V=V, BK=BK, BV=BV, USE_G=g is not None, USE_H0=h0 is not None,
         STORE_HT=ht is not None, STORE_W=w is not None, IS_VARLEN=cu_seqlens is not None,
-        num_warps=_num_warps(BK, BV),
+        num_warps=num_warps,
     )
     return o, ht, w
 
@@ -343,7 +352,7 @@ def _bwd(q, k, v, g, beta, scale, h0, w, ht, do, dht, cu_seqlens, N):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BK = triton.next_power_of_2(K)
-    BV = _block_v(V, K, N * H)
+    BV, nw = _bwd_config(K, V)
     NV = triton.cdiv(V, BV)
     NT = B * T
     f32 = dict(device=q.device, dtype=torch.float32)
@@ -356,7 +365,6 @@ def _bwd(q, k, v, g, beta, scale, h0, w, ht, do, dht, cu_seqlens, N):
     qdq_part = _empty(NV, B, T, H, **f32) if use_g else db_part
     dh0 = _empty(N, H, K, V, **f32) if h0 is not None else None
     gg = g if use_g else beta
-    nw = _num_warps(BK, BV)
     _bwd_reverse_kernel[(NV, N * H)](
         q, k, v, beta, gg, w, do, dht if dht is not None else dv, dv, dk_part, db_part, vdv_part,
         dh0 if dh0 is not None else dv, cu_seqlens, scale, T, NT,
