@@ -96,10 +96,17 @@ log = Log()
 # ---------------------------------------------------------------------------------------------
 def load_ops(zk):
     ops, missing = {}, {}
+    try:  # the chunk kernels, also when zoo.kernels does not export them yet
+        import zoo.kernels.chunk as zchunk
+    except Exception as e:
+        zchunk = None
+        missing["zoo.kernels.chunk"] = f"{type(e).__name__}: {e}"
     for name in ("chunk_delta_rule", "chunk_gated_delta_rule", "fused_recurrent_delta_rule",
                  "fused_recurrent_gated_delta_rule", "delta_rule_step"):
         if hasattr(zk, name):
             ops["zoo." + name] = getattr(zk, name)
+        elif zchunk is not None and hasattr(zchunk, name):
+            ops["zoo." + name] = getattr(zchunk, name)
         else:
             missing["zoo." + name] = "not in zoo.kernels (not implemented yet)"
     try:
