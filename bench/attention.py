@@ -310,8 +310,8 @@ def _version(dist: str):
         return None
 
 
-def render(json_path: Path) -> Path:
-    """attention.md beside attention.json: checks, timing tables, targets."""
+def render(json_path: Path, note: str = "") -> Path:
+    """attention.md beside attention.json: checks, timing tables, targets (+ a free-text note)."""
     r = json.loads(json_path.read_text())
     L = [f"# Attention benchmark ({r['card']})", "",
          f"- Date: {r['date_utc']}; torch {r['torch']}, triton {r['triton']}; flash: {r['flash']}"
@@ -319,9 +319,20 @@ def render(json_path: Path) -> Path:
          f"- Command: `{r['command']}` (one run; every number below, baselines included, comes from it)",
          "- Forward+backward of the attention op alone (bf16, q/k/v [B,T,H,D], MHA), median of CUDA-event "
          "timed steps after warm-up; window W = W keys including the query.", ""]
+    if note:
+        L += [note, ""]
     L += ["## Targets", "", "| target | value | met |", "|---|---|---|"]
     for k, v in r.get("targets", {}).items():
         L.append(f"| {k} | {v['value']} | {'yes' if v['ok'] else 'NO'} |")
+    sc0 = r["scaling"]
+    t = {(x["backend"], x["T"], x["window"]): x["ms"] for x in r["timings"]
+         if (x["B"], x["H"], x["D"]) == (sc0["B"], sc0["H"], sc0["D"])}
+    for b in sorted({k[0] for k in t}):
+        T2 = sorted(T for (bb, T, W) in t if bb == b and W == 2048)
+        if len(T2) >= 2:  # the last doubling, away from launch overhead at small T
+            a, z = t[(b, T2[-2], 2048)], t[(b, T2[-1], 2048)]
+            L.append(f"| (info) {b} SWA-2048 t({T2[-1]}) / t({T2[-2]}), linear = {T2[-1] / T2[-2]:.0f} | "
+                     f"{z / a:.3f} | |")
     sc = r["scaling"]
     L += ["", f"## Scaling in T (B={sc['B']}, H={sc['H']}, D={sc['D']}), ms", ""]
     is_scaling = lambda x: (x["B"], x["H"], x["D"]) == (sc["B"], sc["H"], sc["D"])  # noqa: E731
@@ -369,10 +380,11 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/results"), help="folder for attention.json")
     ap.add_argument("--budget", type=float, default=330.0, help="seconds after which no new measurement starts")
     ap.add_argument("--render", type=Path, help="write attention.md from this attention.json and exit")
+    ap.add_argument("--note", default="", help="with --render: a paragraph to put under the header")
     ap.add_argument("--smoke", action="store_true", help="check the script's logic on the CPU (tiny shapes)")
     args = ap.parse_args()
     if args.render:
-        print(render(args.render))
+        print(render(args.render, args.note))
         return
     import torch
     if not torch.cuda.is_available() and not args.smoke:
