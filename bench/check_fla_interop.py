@@ -1,0 +1,386 @@
+"""Does `zoo import` reproduce fla 0.6.0 models? Logits and greedy decoding, side by side on one GPU.
+
+    python3 bench/check_fla_interop.py --out DIR     # DIR/fla_interop.json, DIR/fla_interop.md, table last
+    python3 bench/check_fla_interop.py --smoke       # CPU: build, save, import, run zoo only (fla needs CUDA)
+
+Needs flash-linear-attention==0.6.0 + fla-core==0.6.0 (and transformers, einops) importable.
+
+For each case (DeltaNet; DeltaNet with output gate, expand_k=0.5, expand_v=2 and tied embeddings;
+Gated DeltaNet; a DeltaNet hybrid with global GQA attention at layers 1 and 4 and a 32-key sliding
+window at layer 3; a Gated DeltaNet hybrid with attention at layer 2):
+1. build the fla model from its config class, re-draw every weight at O(1) scale (fla's own init,
+   std 0.02 with unit norms, gives near-uniform logits that say little): linears N(0, 1/fan_in),
+   residual outputs (o_proj, down_proj) times 1/sqrt(2L), logits of std about 3; save_pretrained;
+2. `zoo.interop.fla.import_fla` into a zoo run directory; ZooModel.from_pretrained;
+3. logits on random tokens (B=2, T=200: several 64-token chunks, so fla takes its chunk path):
+   zoo vs fla in fp32 (gate 1e-4) and bf16 (gate 1e-2), relative RMS ||a-b||/||b||; and each
+   against zoo's CPU float32 PyTorch path as a device-independent reference;
+4. greedy continuation of 64 tokens after a 16-token prompt, fp32 and bf16: fla with its cache
+   (prefill, then one token per step), zoo with ZooModel.generate; the count of leading equal tokens.
+
+fp32 runs with TRITON_F32_DEFAULT=ieee, so neither library's Triton dots drop to TF32.
+The GPU image has no flash-attn, which fla's Attention layer requires at construction; this
+script then installs a stand-in ``flash_attn`` module (flash_attn_func / flash_attn_varlen_func
+as masked float32 softmax with flash-attn's bottom-right causal alignment and window_size=(W-1, 0))
+and says so in the results. If fla's Triton forward raises for a case (fla 0.6.0 refuses some
+gated paths on Hopper with Triton < 3.7.1), the case reruns fla's model with fla's own naive
+recurrent ops (fla.ops.*.naive) swapped in for the kernels, and records why.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_F32_DEFAULT", "ieee")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+T_LOGITS, B_LOGITS, PROMPT, NEW_TOKENS = 200, 2, 16, 64
+GATES = {"fp32": 1e-4, "bf16": 1e-2}
+
+
+def import_zoo():
+    """zoo from an installed checkout, or straight from the repo (GPU box: nothing installed)."""
+    try:
+        import zoo.kernels  # noqa: F401
+        import zoo
+        return zoo
+    except ImportError:
+        pass
+    sys.path.insert(0, str(ROOT))
+    import zoo
+
+    spec = importlib.util.spec_from_file_location(
+        "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["zoo.kernels"] = mod
+    spec.loader.exec_module(mod)
+    zoo.kernels = mod
+    return zoo
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-ins used only where the real piece is missing or refuses to run
+
+
+def _flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), **kw):
+    """flash-attn's dense entry: q [B,Tq,H,D], k/v [B,Tk,Hkv,D]; causal aligned bottom-right."""
+    B, Tq, H, D = q.shape
+    Tk, Hkv = k.shape[1], k.shape[2]
+    scale = D ** -0.5 if softmax_scale is None else softmax_scale
+    kf = k.float().repeat_interleave(H // Hkv, dim=2)
+    vf = v.float().repeat_interleave(H // Hkv, dim=2)
+    s = torch.einsum("bqhd,bkhd->bhqk", q.float(), kf) * scale
+    i = torch.arange(Tq, device=q.device)[:, None] + (Tk - Tq)
+    j = torch.arange(Tk, device=q.device)[None, :]
+    ok = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device)
+    if causal:
+        ok &= j <= i
+    left = window_size[0]
+    if left >= 0:
+        ok &= j >= i - left
+    s = s.masked_fill(~ok, float("-inf"))
+    return torch.einsum("bhqk,bkhd->bqhd", s.softmax(-1), vf).to(q.dtype)
+
+
+def _flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, **kw):
+    outs = []
+    for n in range(len(cu_seqlens_q) - 1):
+        a, b = int(cu_seqlens_q[n]), int(cu_seqlens_q[n + 1])
+        c, d = int(cu_seqlens_k[n]), int(cu_seqlens_k[n + 1])
+        outs.append(_flash_attn_func(q[None, a:b], k[None, c:d], v[None, c:d], **kw)[0])
+    return torch.cat(outs)
+
+
+def ensure_flash_attn() -> str:
+    try:
+        import flash_attn  # noqa: F401
+        return f"flash-attn {getattr(flash_attn, '__version__', '?')}"
+    except ImportError:
+        # transformers probes for flash_attn when these load: let it see none, then add the stand-in
+        import importlib.machinery
+        import transformers.activations  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401
+
+        shim = types.ModuleType("flash_attn")
+        shim.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None)
+        shim.flash_attn_func, shim.flash_attn_varlen_func = _flash_attn_func, _flash_attn_varlen_func
+        shim.__version__ = "stand-in (bench/check_fla_interop.py)"
+        sys.modules["flash_attn"] = shim
+        return "stand-in: masked fp32 softmax (no flash-attn on this machine)"
+
+
+def use_fla_naive_ops():
+    """Swap fla's delta-rule kernels in its layer modules for fla's own naive recurrent references."""
+    import fla.layers.delta_net as ldn
+    import fla.layers.gated_deltanet as lgdn
+    from fla.ops.delta_rule.naive import delta_rule_recurrence
+    from fla.ops.gated_delta_rule.gate import naive_gdn_gate
+    from fla.ops.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
+
+    def l2(x):
+        x = x.float()
+        return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + 1e-6)
+
+    def gated(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+              use_qk_l2norm_in_kernel=False, use_beta_sigmoid_in_kernel=False, use_gate_in_kernel=False,
+              A_log=None, dt_bias=None, allow_neg_eigval=False, state_v_first=False, **kw):
+        assert cu_seqlens is None and not allow_neg_eigval
+        dtype = q.dtype
+        if use_qk_l2norm_in_kernel:
+            q, k = l2(q), l2(k)
+        beta = beta.float().sigmoid() if use_beta_sigmoid_in_kernel else beta.float()
+        g = naive_gdn_gate(g, A_log, dt_bias) if use_gate_in_kernel else g.float()
+        h0 = initial_state.transpose(-1, -2) if (initial_state is not None and state_v_first) else initial_state
+        o, ht = naive_recurrent_gated_delta_rule(q, k, v, beta, g, scale, h0, output_final_state)
+        if ht is not None and state_v_first:
+            ht = ht.transpose(-1, -2)
+        return o.to(dtype), ht
+
+    def plain(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
+              use_qk_l2norm_in_kernel=False, **kw):
+        assert cu_seqlens is None
+        dtype = q.dtype
+        if use_qk_l2norm_in_kernel:
+            q, k = l2(q), l2(k)
+        q, k, v, beta = (x.float().transpose(1, 2) for x in (q, k, v, beta))  # its layout is [B, H, T, ...]
+        o, ht = delta_rule_recurrence(q, k, v, beta, initial_state, output_final_state)
+        return o.transpose(1, 2).to(dtype), ht
+
+    lgdn.chunk_gated_delta_rule = lgdn.fused_recurrent_gated_delta_rule = gated
+    ldn.chunk_delta_rule = ldn.fused_recurrent_delta_rule = plain
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+
+BASE = dict(hidden_size=256, num_heads=4, num_hidden_layers=4, vocab_size=1024, fuse_cross_entropy=False)
+CASES = [
+    ("deltanet", "delta_net", dict(BASE)),
+    ("deltanet_gate_expand_tied", "delta_net", dict(BASE, use_gate=True, expand_k=0.5, expand_v=2.0,
+                                                     tie_word_embeddings=True)),
+    ("gated_deltanet", "gated_deltanet", dict(BASE, head_dim=64, expand_v=2.0)),
+    ("deltanet_hybrid", "delta_net", dict(BASE, num_hidden_layers=6, attn=[
+        {"layers": [1, 4], "num_heads": 4, "num_kv_heads": 2},
+        {"layers": [3], "num_heads": 4, "window_size": 32}])),
+    ("gated_deltanet_hybrid", "gated_deltanet", dict(BASE, head_dim=64, expand_v=1.0,
+                                                     attn={"layers": [2], "num_heads": 8})),
+]
+
+
+def build_fla(model_type: str, kw: dict, seed: int):
+    from fla.models import DeltaNetConfig, DeltaNetForCausalLM, GatedDeltaNetConfig, GatedDeltaNetForCausalLM
+
+    cfg_cls, model_cls = {"delta_net": (DeltaNetConfig, DeltaNetForCausalLM),
+                          "gated_deltanet": (GatedDeltaNetConfig, GatedDeltaNetForCausalLM)}[model_type]
+    torch.manual_seed(seed)
+    model = model_cls(cfg_cls(**kw)).float().eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("A_log", "dt_bias")):
+                continue  # fla's own random init of the decay parameters
+            if p.dim() == 1:  # norm weights
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            elif "conv1d" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=g))
+            elif "embeddings" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:  # residual-branch outputs scaled by 1/sqrt(2L), as in GPT-2-style inits
+                scale = 3.0 if name == "lm_head.weight" else 1.0
+                if name.endswith(("o_proj.weight", "down_proj.weight")):
+                    scale = (2 * kw["num_hidden_layers"]) ** -0.5
+                p.copy_(scale * torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+        if kw.get("tie_word_embeddings"):  # logits = norm(h) . E: keep their scale near the untied 3
+            model.model.norm.weight.mul_(3.0 / kw["hidden_size"] ** 0.5)
+    return model
+
+
+def rel_rms(a, b) -> float:
+    a, b = a.double(), b.double()
+    if not torch.isfinite(a).all():
+        return float("nan")
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def fla_logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=False).logits.float()
+
+
+def fla_greedy(model, prompt, n):
+    with torch.no_grad():
+        out = model(input_ids=prompt, use_cache=True)
+        cache, tokens = out.past_key_values, []
+        tok = out.logits[:, -1].argmax(-1)
+        for _ in range(n):
+            tokens.append(tok)
+            if len(tokens) == n:
+                break
+            out = model(input_ids=tok[:, None], past_key_values=cache, use_cache=True)
+            cache, tok = out.past_key_values, out.logits[:, -1].argmax(-1)
+    return torch.stack(tokens, 1)
+
+
+def leading_equal(a, b) -> int:
+    diff = (a != b).flatten().nonzero()
+    return int(diff[0]) if len(diff) else a.numel()
+
+
+def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, smoke: bool) -> dict:
+    from zoo.interop.fla import import_fla
+    from zoo.model import ZooModel
+
+    row = {"case": name, "model_type": model_type, "fla_config": kw}
+    fla_model = build_fla(model_type, kw, seed=len(name))
+    src, run = work / f"{name}_fla", work / f"{name}_zoo"
+    fla_model.save_pretrained(src)
+    result = import_fla(src, run)
+    row.update(pattern=result.pattern, params=result.n_params, notices=result.notices)
+
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(0, kw["vocab_size"], (B_LOGITS, T_LOGITS), generator=g)
+    prompt = torch.randint(0, kw["vocab_size"], (1, PROMPT), generator=g)
+    ref_model = ZooModel.from_pretrained(run / "model").eval()
+    with torch.no_grad():
+        ref = ref_model(ids)
+    row["zoo_cpu_fp32_finite"] = bool(torch.isfinite(ref).all())
+    del ref_model
+
+    for tag, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        zoo_model = ZooModel.from_pretrained(run / "model", device=zoo_device, dtype=dtype).eval()
+        for m in zoo_model.modules():
+            if hasattr(m, "backend") and hasattr(m, "window"):
+                m.backend = "sdpa"  # interop check, not a backend check: no FlexAttention compile here
+        with torch.no_grad():
+            z = zoo_model(ids.to(zoo_device)).cpu()
+        zoo_tokens = zoo_model.generate(prompt.to(zoo_device), NEW_TOKENS)[:, PROMPT:].cpu()
+        row[f"zoo_{tag}_vs_zoo_cpu_fp32"] = rel_rms(z, ref)
+        if smoke:
+            row[f"zoo_{tag}_tokens"] = zoo_tokens.tolist()
+            continue
+        fla_dev = fla_model.to(device=device, dtype=dtype)
+        path = "triton"
+        try:
+            f = fla_logits(fla_dev, ids.to(device)).cpu()
+            fla_tokens = fla_greedy(fla_dev, prompt.to(device), NEW_TOKENS).cpu()
+        except Exception as err:  # fla refuses or fails: its model code with its own naive ops instead
+            row[f"fla_{tag}_triton_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            use_fla_naive_ops()
+            path = "naive ops (fla.ops.*.naive)"
+            f = fla_logits(fla_dev, ids.to(device)).cpu()
+            fla_tokens = fla_greedy(fla_dev, prompt.to(device), NEW_TOKENS).cpu()
+        row[f"fla_{tag}_path"] = path
+        row[f"fla_{tag}_vs_zoo_cpu_fp32"] = rel_rms(f, ref)
+        row[f"zoo_vs_fla_{tag}"] = rel_rms(z, f)
+        row[f"greedy_{tag}_equal"] = leading_equal(zoo_tokens, fla_tokens)
+        row[f"pass_{tag}"] = row[f"zoo_vs_fla_{tag}"] <= GATES[tag]
+        del zoo_model
+    fla_model.to("cpu", torch.float32)
+    return row
+
+
+def table(rows, smoke: bool) -> str:
+    if smoke:
+        head = "| case | pattern | zoo fp32 vs CPU ref | zoo bf16 vs CPU ref |\n|---|---|---|---|\n"
+        return head + "".join(f"| {r['case']} | `{r['pattern']}` | {r.get('zoo_fp32_vs_zoo_cpu_fp32', float('nan')):.2e} "
+                              f"| {r.get('zoo_bf16_vs_zoo_cpu_fp32', float('nan')):.2e} |\n" for r in rows)
+    head = ("| case | pattern | zoo vs fla fp32 (≤1e-4) | zoo vs fla bf16 (≤1e-2) | fla bf16 vs ref | zoo bf16 vs ref "
+            "| greedy fp32 equal /64 | greedy bf16 equal /64 | fla path | pass |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['case']} | error: {r['error']} |||||||||\n")
+            continue
+        lines.append(
+            f"| {r['case']} | `{r['pattern']}` | {r['zoo_vs_fla_fp32']:.2e} | {r['zoo_vs_fla_bf16']:.2e} "
+            f"| {r['fla_bf16_vs_zoo_cpu_fp32']:.2e} | {r['zoo_bf16_vs_zoo_cpu_fp32']:.2e} | {r['greedy_fp32_equal']} "
+            f"| {r['greedy_bf16_equal']} | {r['fla_fp32_path']} / {r['fla_bf16_path']} "
+            f"| {'yes' if r['pass_fp32'] and r['pass_bf16'] else 'NO'} |\n")
+    return head + "".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="Directory for fla_interop.json / .md")
+    ap.add_argument("--smoke", action="store_true", help="CPU: build/save/import and run zoo only")
+    args = ap.parse_args()
+    started = time.time()
+    zoo = import_zoo()
+    attn_backend = ensure_flash_attn()
+    import fla
+    import transformers
+    import triton
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    if not cuda and not args.smoke:
+        sys.exit("no CUDA device: fla's kernels need one (use --smoke for the CPU part)")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    have_zoo_kernels = all(hasattr(zoo.kernels, f) for f in ("chunk_delta_rule", "chunk_gated_delta_rule",
+                                                              "fused_recurrent_delta_rule",
+                                                              "fused_recurrent_gated_delta_rule"))
+    device = "cuda" if cuda else "cpu"
+    zoo_device = "cuda" if cuda and have_zoo_kernels else "cpu"
+    env = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python3 " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "card": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+        "torch": torch.__version__, "triton": triton.__version__, "transformers": transformers.__version__,
+        "fla": getattr(fla, "__version__", "?"), "python": platform.python_version(),
+        "fla_attention_backend": attn_backend, "zoo_device": zoo_device,
+        "zoo_triton_kernels": have_zoo_kernels, "TRITON_F32_DEFAULT": os.environ.get("TRITON_F32_DEFAULT"),
+        "logits_shape": [B_LOGITS, T_LOGITS], "prompt": PROMPT, "new_tokens": NEW_TOKENS,
+    }
+    print(json.dumps(env, indent=1), flush=True)
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="fla_interop_"))
+    try:
+        for name, model_type, kw in CASES:
+            t0 = time.time()
+            try:
+                row = run_case(name, model_type, kw, work, device, zoo_device, args.smoke)
+            except Exception as err:
+                traceback.print_exc()
+                row = {"case": name, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            row["seconds"] = round(time.time() - t0, 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    md = table(rows, args.smoke)
+    notes = [f"- card: {env['card']}; {env['date_utc']}; torch {env['torch']}, triton {env['triton']}, "
+             f"transformers {env['transformers']}, fla {env['fla']}",
+             f"- command: `{env['command']}`",
+             f"- zoo ran on {zoo_device} ({'its Triton kernels' if zoo_device == 'cuda' else 'its PyTorch chunkwise path'});"
+             f" fla's attention layers used: {attn_backend}",
+             "- ref = zoo's CPU float32 PyTorch path; relative RMS ||a-b||/||b|| of logits [2, 200, 1024];"
+             " greedy: leading equal tokens of 64 after a 16-token prompt (fla cached steps vs zoo.generate)",
+             f"- total {time.time() - started:.0f} s"]
+    for r in rows:
+        for key, val in r.items():
+            if key.endswith("triton_error"):
+                notes.append(f"- {r['case']}: fla Triton {key.split('_')[1]} failed: {val}")
+    text = "# fla 0.6.0 -> zoo import check\n\n" + md + "\n" + "\n".join(notes) + "\n"
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "fla_interop.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+        (args.out / "fla_interop.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
