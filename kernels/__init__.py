@@ -1,4 +1,5 @@
 """Functional delta-rule ops (fla-compatible layout [B, T, H, K]): Triton kernels and PyTorch references."""
+from zoo.kernels.chunk import chunk_delta_rule, chunk_gated_delta_rule
 from zoo.kernels.naive import (
     naive_recurrent_delta_rule,
     naive_recurrent_gated_delta_rule,

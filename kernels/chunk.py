@@ -1,0 +1,749 @@
+"""Chunkwise (gated) delta rule in Triton: forward, and a backward that recomputes.
+
+The maths is in kernels/README.md. Chunks are BT = 64 tokens; every sequence (a batch row,
+or a document of cu_seqlens) is cut into its own chunks, so no chunk spans two sequences and
+the uniform batch is handled as N = B documents of length T over the flat B*T tokens.
+
+Kernels (one launch per stage, all chunks at once):
+  _prep_kernel   grid (chunks, H)          within-chunk cumulative log decay G, the UT transform
+                                           Tinv = (I + A)^-1 built from 16x16 diagonal-block inverses
+                                           merged by block substitution, W = Tinv (beta e^G K),
+                                           U = Tinv (beta V), and the masked, decayed scores
+                                           P = scale (Q K^T * exp(G_i - G_j), j <= i).
+  _fwd_kernel    grid (V blocks, N*H)      the state recurrence over chunks fused with the output
+                                           o = scale e^G Q S + P (U - W S); in the backward it
+                                           re-runs without the output to store S and U - W S.
+  _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient; stores
+                                           dS per chunk and d(U - W S).
+  _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass.
+Forward: prep + fwd. Backward: prep + fwd (recompute) + bwd_dh + bwd. Only the inputs are
+saved for the backward; W, U and the chunk states are recomputed.
+
+Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
+Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (where dots run in float32,
+since the interpreter's bf16 dot is wrong).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from .utils import check_delta_inputs
+
+__all__ = ["chunk_delta_rule", "chunk_gated_delta_rule"]
+
+BT = 64  # chunk length (the kernels hard-code 4 sub-blocks of 16 for the UT transform)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# Launch parameters; tests and benchmarks may override entries (e.g. {"fwd_bv": 32}).
+TUNING: dict = {}
+
+_TL_DTYPE = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _inv16(a):
+    """(I + a)^-1 of a strictly lower-triangular 16x16 fp32 tile, by forward substitution."""
+    o = tl.arange(0, 16)
+    x = -a
+    for i in range(1, 16):
+        r = tl.sum(tl.where(o[:, None] == i, x, 0.0), 0)
+        r = r + tl.sum(r[:, None] * x, 0)
+        x = tl.where(o[:, None] == i, r[None, :], x)
+    return x + tl.where(o[:, None] == o[None, :], 1.0, 0.0)
+
+
+@triton.jit
+def _dot32(a, b):
+    """Exact-ish fp32 product of two small fp32 tiles (ieee on GPU)."""
+    return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
+def _a_block(kb_i, kb_j, b_i, g_i, g_j, DIAG: tl.constexpr, USE_G: tl.constexpr):
+    """16x16 block of A = diag(beta) (K K^T * exp(G_i - G_j)), strictly lower on the diagonal."""
+    a = tl.dot(kb_i, tl.trans(kb_j)) * b_i[:, None]
+    o = tl.arange(0, 16)
+    if USE_G:
+        d = g_i[:, None] - g_j[None, :]
+        if DIAG:
+            d = tl.where(o[:, None] > o[None, :], d, 0.0)
+        a = a * tl.exp(d)
+    if DIAG:
+        a = tl.where(o[:, None] > o[None, :], a, 0.0)
+    return a
+
+
+@triton.jit
+def _load_rows(ptr, t0, eos, H, h, D: tl.constexpr, BD: tl.constexpr, R: tl.constexpr, d0):
+    """Load rows t0..t0+R-1 (masked at eos) of a [tokens, H, D] tensor, columns d0..d0+BD-1.
+
+    A scalar 64-bit base plus 32-bit tile offsets keeps the pointer tiles cheap."""
+    base = ptr + (t0.to(tl.int64) * H + h) * D
+    r = tl.arange(0, R)
+    c = d0 + tl.arange(0, BD)
+    m = (t0 + r < eos)[:, None] & (c < D)[None, :]
+    return tl.load(base + (r * (H * D))[:, None] + c[None, :], mask=m, other=0.0)
+
+
+@triton.jit
+def _load_rows_t(ptr, t0, eos, H, h, D: tl.constexpr, BD: tl.constexpr, R: tl.constexpr, d0):
+    """Transposed tile [BD, R] of rows t0.. of a [tokens, H, D] tensor."""
+    base = ptr + (t0.to(tl.int64) * H + h) * D
+    r = tl.arange(0, R)
+    c = d0 + tl.arange(0, BD)
+    m = (c < D)[:, None] & (t0 + r < eos)[None, :]
+    return tl.load(base + (r * (H * D))[None, :] + c[:, None], mask=m, other=0.0)
+
+
+@triton.jit
+def _store_rows(ptr, x, t0, eos, H, h, D: tl.constexpr, BD: tl.constexpr, R: tl.constexpr, d0):
+    base = ptr + (t0.to(tl.int64) * H + h) * D
+    r = tl.arange(0, R)
+    c = d0 + tl.arange(0, BD)
+    m = (t0 + r < eos)[:, None] & (c < D)[None, :]
+    tl.store(base + (r * (H * D))[:, None] + c[None, :], x.to(ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _load_vec(ptr, t0, eos, H, h, R: tl.constexpr):
+    r = tl.arange(0, R)
+    return tl.load(ptr + t0.to(tl.int64) * H + h + r * H, mask=t0 + r < eos, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _chunk_bounds(cu, chunk_seq, chunk_idx, i_c):
+    n = tl.load(chunk_seq + i_c)
+    c = tl.load(chunk_idx + i_c)
+    bos = tl.load(cu + n)
+    eos = tl.load(cu + n + 1)
+    return bos + c * 64, eos
+
+
+# --------------------------------------------------------------------------------------
+# stage 1: per-chunk UT transform
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _prep_kernel(
+    q, k, v, beta, g, cu, chunk_seq, chunk_idx,
+    w_out, u_out, p_out, g_out, t_out,
+    scale, H,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, STORE_T: tl.constexpr, DT: tl.constexpr,
+):
+    i_c = tl.program_id(0)
+    h = tl.program_id(1)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
+    o16 = tl.arange(0, 16)
+
+    # the four 16-row sub-blocks: keys, beta, cumulative decay
+    k0 = _load_rows(k, t0, eos, H, h, K, BK, 16, 0).to(DT)
+    k1 = _load_rows(k, t0 + 16, eos, H, h, K, BK, 16, 0).to(DT)
+    k2 = _load_rows(k, t0 + 32, eos, H, h, K, BK, 16, 0).to(DT)
+    k3 = _load_rows(k, t0 + 48, eos, H, h, K, BK, 16, 0).to(DT)
+    b0 = _load_vec(beta, t0, eos, H, h, 16)
+    b1 = _load_vec(beta, t0 + 16, eos, H, h, 16)
+    b2 = _load_vec(beta, t0 + 32, eos, H, h, 16)
+    b3 = _load_vec(beta, t0 + 48, eos, H, h, 16)
+    if USE_G:
+        gl = tl.cumsum(_load_vec(g, t0, eos, H, h, 64), 0)
+        tl.store(g_out + (t0 + tl.arange(0, 64)).to(tl.int64) * H + h, gl, mask=t0 + tl.arange(0, 64) < eos)
+        g0 = tl.cumsum(_load_vec(g, t0, eos, H, h, 16), 0)
+        g1 = tl.cumsum(_load_vec(g, t0 + 16, eos, H, h, 16), 0) + tl.sum(tl.where(o16 == 15, g0, 0.0), 0)
+        g2 = tl.cumsum(_load_vec(g, t0 + 32, eos, H, h, 16), 0) + tl.sum(tl.where(o16 == 15, g1, 0.0), 0)
+        g3 = tl.cumsum(_load_vec(g, t0 + 48, eos, H, h, 16), 0) + tl.sum(tl.where(o16 == 15, g2, 0.0), 0)
+    else:
+        gl = tl.zeros([64], dtype=tl.float32)
+        g0 = tl.zeros([16], dtype=tl.float32)
+        g1 = g0
+        g2 = g0
+        g3 = g0
+
+    # diagonal blocks of (I + A)^-1
+    x00 = _inv16(_a_block(k0, k0, b0, g0, g0, True, USE_G))
+    x11 = _inv16(_a_block(k1, k1, b1, g1, g1, True, USE_G))
+    x22 = _inv16(_a_block(k2, k2, b2, g2, g2, True, USE_G))
+    x33 = _inv16(_a_block(k3, k3, b3, g3, g3, True, USE_G))
+    a10 = _a_block(k1, k0, b1, g1, g0, False, USE_G)
+    a20 = _a_block(k2, k0, b2, g2, g0, False, USE_G)
+    a21 = _a_block(k2, k1, b2, g2, g1, False, USE_G)
+    a30 = _a_block(k3, k0, b3, g3, g0, False, USE_G)
+    a31 = _a_block(k3, k1, b3, g3, g1, False, USE_G)
+    a32 = _a_block(k3, k2, b3, g3, g2, False, USE_G)
+    # off-diagonal blocks by block forward substitution: X_ij = -X_ii sum_m A_im X_mj
+    x10 = -_dot32(x11, _dot32(a10, x00))
+    x21 = -_dot32(x22, _dot32(a21, x11))
+    x32 = -_dot32(x33, _dot32(a32, x22))
+    x20 = -_dot32(x22, _dot32(a20, x00) + _dot32(a21, x10))
+    x31 = -_dot32(x33, _dot32(a31, x11) + _dot32(a32, x21))
+    x30 = -_dot32(x33, _dot32(a30, x00) + _dot32(a31, x10) + _dot32(a32, x20))
+
+    if STORE_T:
+        _store_rows(t_out, x00, t0, eos, H, h, 64, 16, 16, 0)
+        _store_rows(t_out, x10, t0 + 16, eos, H, h, 64, 16, 16, 0)
+        _store_rows(t_out, x11, t0 + 16, eos, H, h, 64, 16, 16, 16)
+        _store_rows(t_out, x20, t0 + 32, eos, H, h, 64, 16, 16, 0)
+        _store_rows(t_out, x21, t0 + 32, eos, H, h, 64, 16, 16, 16)
+        _store_rows(t_out, x22, t0 + 32, eos, H, h, 64, 16, 16, 32)
+        _store_rows(t_out, x30, t0 + 48, eos, H, h, 64, 16, 16, 0)
+        _store_rows(t_out, x31, t0 + 48, eos, H, h, 64, 16, 16, 16)
+        _store_rows(t_out, x32, t0 + 48, eos, H, h, 64, 16, 16, 32)
+        _store_rows(t_out, x33, t0 + 48, eos, H, h, 64, 16, 16, 48)
+
+    # W = Tinv (beta e^G K), row block by row block
+    if USE_G:
+        y0 = (k0 * (b0 * tl.exp(g0))[:, None]).to(DT)
+        y1 = (k1 * (b1 * tl.exp(g1))[:, None]).to(DT)
+        y2 = (k2 * (b2 * tl.exp(g2))[:, None]).to(DT)
+        y3 = (k3 * (b3 * tl.exp(g3))[:, None]).to(DT)
+    else:
+        y0 = (k0 * b0[:, None]).to(DT)
+        y1 = (k1 * b1[:, None]).to(DT)
+        y2 = (k2 * b2[:, None]).to(DT)
+        y3 = (k3 * b3[:, None]).to(DT)
+    _store_rows(w_out, tl.dot(x00.to(DT), y0), t0, eos, H, h, K, BK, 16, 0)
+    _store_rows(w_out, tl.dot(x10.to(DT), y0) + tl.dot(x11.to(DT), y1), t0 + 16, eos, H, h, K, BK, 16, 0)
+    _store_rows(
+        w_out, tl.dot(x20.to(DT), y0) + tl.dot(x21.to(DT), y1) + tl.dot(x22.to(DT), y2), t0 + 32, eos, H, h, K, BK, 16, 0
+    )
+    _store_rows(
+        w_out,
+        tl.dot(x30.to(DT), y0) + tl.dot(x31.to(DT), y1) + tl.dot(x32.to(DT), y2) + tl.dot(x33.to(DT), y3),
+        t0 + 48, eos, H, h, K, BK, 16, 0,
+    )
+    # U = Tinv (beta V), in column blocks of BV
+    for v0 in range(0, V, BV):
+        z0 = (_load_rows(v, t0, eos, H, h, V, BV, 16, v0) * b0[:, None]).to(DT)
+        z1 = (_load_rows(v, t0 + 16, eos, H, h, V, BV, 16, v0) * b1[:, None]).to(DT)
+        z2 = (_load_rows(v, t0 + 32, eos, H, h, V, BV, 16, v0) * b2[:, None]).to(DT)
+        z3 = (_load_rows(v, t0 + 48, eos, H, h, V, BV, 16, v0) * b3[:, None]).to(DT)
+        _store_rows(u_out, tl.dot(x00.to(DT), z0), t0, eos, H, h, V, BV, 16, v0)
+        _store_rows(u_out, tl.dot(x10.to(DT), z0) + tl.dot(x11.to(DT), z1), t0 + 16, eos, H, h, V, BV, 16, v0)
+        _store_rows(
+            u_out, tl.dot(x20.to(DT), z0) + tl.dot(x21.to(DT), z1) + tl.dot(x22.to(DT), z2),
+            t0 + 32, eos, H, h, V, BV, 16, v0,
+        )
+        _store_rows(
+            u_out,
+            tl.dot(x30.to(DT), z0) + tl.dot(x31.to(DT), z1) + tl.dot(x32.to(DT), z2) + tl.dot(x33.to(DT), z3),
+            t0 + 48, eos, H, h, V, BV, 16, v0,
+        )
+
+    # P = scale (Q K^T * exp(G_i - G_j)) on j <= i
+    o64 = tl.arange(0, 64)
+    qf = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+    kf = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+    s = tl.dot(qf, tl.trans(kf)) * scale
+    causal = o64[:, None] >= o64[None, :]
+    if USE_G:
+        s = s * tl.exp(tl.where(causal, gl[:, None] - gl[None, :], 0.0))
+    s = tl.where(causal, s, 0.0)
+    _store_rows(p_out, s, t0, eos, H, h, 64, 64, 64, 0)
+
+
+# --------------------------------------------------------------------------------------
+# stage 2: state recurrence (+ output)
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _fwd_kernel(
+    q, k, w, u, p, gcum, h0, cu, chunk_off,
+    o, ht, h_out, vn_out,
+    scale, H,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
+    OUTPUT: tl.constexpr, STORE_H: tl.constexpr, DT: tl.constexpr,
+):
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    n = i_nh // H
+    h = i_nh % H
+    bos = tl.load(cu + n)
+    eos = tl.load(cu + n + 1)
+    co = tl.load(chunk_off + n).to(tl.int64)
+    nc = tl.cdiv(eos - bos, 64)
+    v0 = i_v * BV
+    ok = tl.arange(0, BK)
+    ov = v0 + tl.arange(0, BV)
+    o64 = tl.arange(0, 64)
+    mkv = (ok < K)[:, None] & (ov < V)[None, :]
+    st_off = (ok * V)[:, None] + ov[None, :]
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + st_off, mask=mkv, other=0.0)
+    for c in range(0, nc):
+        t0 = bos + c * 64
+        if STORE_H:
+            tl.store(h_out + ((co + c) * H + h) * (K * V) + st_off, b_h.to(h_out.dtype.element_ty), mask=mkv)
+        b_hd = b_h.to(DT)
+        b_w = _load_rows(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        b_vn = _load_rows(u, t0, eos, H, h, V, BV, 64, v0).to(tl.float32) - tl.dot(b_w, b_hd)
+        if STORE_H:
+            _store_rows(vn_out, b_vn, t0, eos, H, h, V, BV, 64, v0)
+        b_vnd = b_vn.to(DT)
+        if OUTPUT:
+            b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            b_p = _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
+            b_oi = tl.dot(b_q, b_hd) * scale
+            if USE_G:
+                b_oi = b_oi * tl.exp(_load_vec(gcum, t0, eos, H, h, 64))[:, None]
+            _store_rows(o, b_oi + tl.dot(b_p, b_vnd), t0, eos, H, h, V, BV, 64, v0)
+        b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        if USE_G:
+            # decay each key to the chunk end: scale the rows of U - W S instead of the keys
+            b_g = _load_vec(gcum, t0, eos, H, h, 64)
+            g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
+            b_vnd = (b_vn * tl.exp(g_last - b_g)[:, None]).to(DT)
+            b_h = b_h * tl.exp(g_last)
+        b_h += tl.dot(b_kt, b_vnd)
+    if STORE_HT:
+        tl.store(ht + i_nh.to(tl.int64) * K * V + st_off, b_h, mask=mkv)
+
+
+# --------------------------------------------------------------------------------------
+# stage 3: reverse recurrence of the state gradient
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_dh_kernel(
+    q, k, w, p, gcum, do, dht, cu, chunk_off,
+    dh_out, dvn_out, dh0,
+    scale, H,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr,
+):
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    n = i_nh // H
+    h = i_nh % H
+    bos = tl.load(cu + n)
+    eos = tl.load(cu + n + 1)
+    co = tl.load(chunk_off + n).to(tl.int64)
+    nc = tl.cdiv(eos - bos, 64)
+    v0 = i_v * BV
+    ok = tl.arange(0, BK)
+    ov = v0 + tl.arange(0, BV)
+    mkv = (ok < K)[:, None] & (ov < V)[None, :]
+    st_off = (ok * V)[:, None] + ov[None, :]
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dh += tl.load(dht + i_nh.to(tl.int64) * K * V + st_off, mask=mkv, other=0.0)
+    for cr in range(0, nc):
+        c = nc - 1 - cr
+        t0 = bos + c * 64
+        tl.store(dh_out + ((co + c) * H + h) * (K * V) + st_off, b_dh.to(dh_out.dtype.element_ty), mask=mkv)
+        b_dhd = b_dh.to(DT)
+        b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
+        b_do = _load_rows(do, t0, eos, H, h, V, BV, 64, v0)
+        b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        b_kdh = tl.dot(b_k, b_dhd)
+        if USE_G:
+            b_g = _load_vec(gcum, t0, eos, H, h, 64)
+            g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
+            b_kdh = b_kdh * tl.exp(g_last - b_g)[:, None]
+            b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
+        else:
+            b_dos = (b_do.to(tl.float32) * scale).to(DT)
+        b_dvn = tl.dot(b_pt, b_do.to(DT)) + b_kdh
+        _store_rows(dvn_out, b_dvn, t0, eos, H, h, V, BV, 64, v0)
+        b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        b_wt = _load_rows_t(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        if USE_G:
+            b_dh = b_dh * tl.exp(g_last)
+        b_dh += tl.dot(b_qt, b_dos) - tl.dot(b_wt, b_dvn.to(DT))
+    if STORE_DH0:
+        tl.store(dh0 + i_nh.to(tl.int64) * K * V + st_off, b_dh, mask=mkv)
+
+
+# --------------------------------------------------------------------------------------
+# stage 4: per-chunk gradients
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _gamma(gcum, t0, eos, H, h, USE_G: tl.constexpr):
+    """[64, 64] exp(G_i - G_j) on j <= i, zero above the diagonal (all ones below without gates)."""
+    o64 = tl.arange(0, 64)
+    causal = o64[:, None] >= o64[None, :]
+    if USE_G:
+        b_g = _load_vec(gcum, t0, eos, H, h, 64)
+        gam = tl.where(causal, tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
+    else:
+        gam = tl.where(causal, 1.0, 0.0)
+    return gam
+
+
+@triton.jit
+def _bwd_kernel(
+    q, k, v, beta, gcum, tinv, p, hs, dhs, vn, dvn, do, cu, chunk_seq, chunk_idx,
+    dq, dk, dv, dbeta, dg,
+    scale, H,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
+):
+    i_c = tl.program_id(0)
+    h = tl.program_id(1)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
+    o64 = tl.arange(0, 64)
+    causal = o64[:, None] >= o64[None, :]
+    strict = o64[:, None] > o64[None, :]
+    st_base = (i_c.to(tl.int64) * H + h) * K * V
+
+    b_b = _load_vec(beta, t0, eos, H, h, 64)
+    # Tinv^T; the upper blocks of Tinv are never written
+    b_tdt = tl.trans(tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT))
+    if USE_G:
+        b_g = _load_vec(gcum, t0, eos, H, h, 64)
+        g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
+        b_eg = tl.exp(b_g)
+        b_kdec = tl.exp(g_last - b_g)
+    else:
+        b_eg = tl.full([64], 1.0, dtype=tl.float32)
+        b_kdec = b_eg
+
+    # phase 1: over V blocks -> dP, the dU part of dTinv, dv and beta's dv part
+    b_dp = tl.zeros([64, 64], dtype=tl.float32)
+    b_dtin = tl.zeros([64, 64], dtype=tl.float32)
+    b_db = tl.zeros([64], dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        b_dvn = _load_rows(dvn, t0, eos, H, h, V, BV, 64, v0).to(DT)
+        b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0).to(tl.float32)
+        b_dp += tl.dot(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT),
+                       tl.trans(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT)))
+        b_dtin += tl.dot(b_dvn, tl.trans((b_v * b_b[:, None]).to(DT)))
+        b_dxv = tl.dot(b_tdt, b_dvn)
+        _store_rows(dv, b_dxv * b_b[:, None], t0, eos, H, h, V, BV, 64, v0)
+        b_db += tl.sum(b_dxv * b_v, 1)
+    b_dG = tl.zeros([64], dtype=tl.float32)
+    d_last = tl.zeros([64], dtype=tl.float32)  # per-row parts of d(G at the chunk's last row)
+    d_hh = tl.zeros([BV], dtype=tl.float32)
+    if USE_G:
+        b_e = b_dp * _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(tl.float32)
+        b_dG += tl.sum(b_e, 1) - tl.sum(b_e, 0)
+    b_dpm = b_dp * _gamma(gcum, t0, eos, H, h, USE_G) * scale
+    b_dpmd = b_dpm.to(DT)
+    b_dpmtd = tl.trans(b_dpm).to(DT)
+
+    # phase 2: over K blocks -> dq (final), dk (all but the A term), dW and its dTinv part
+    for k0 in range(0, K, BK):
+        b_qd = _load_rows(q, t0, eos, H, h, K, BK, 64, k0).to(DT)
+        b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
+        acc_dq = tl.zeros([64, BK], dtype=tl.float32)
+        acc_dkt = tl.zeros([64, BK], dtype=tl.float32)
+        acc_dw = tl.zeros([64, BK], dtype=tl.float32)
+        okk = k0 + tl.arange(0, BK)
+        for v0 in range(0, V, BV):
+            ovv = v0 + tl.arange(0, BV)
+            m_kv = (okk < K)[None, :] & (ovv < V)[:, None]
+            # transposed state tiles [BV, BK]
+            offs = (okk * V)[None, :] + ovv[:, None]
+            b_ht = tl.load(hs + st_base + offs, mask=m_kv, other=0.0).to(DT)
+            b_dht = tl.load(dhs + st_base + offs, mask=m_kv, other=0.0).to(DT)
+            acc_dq += tl.dot(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT), b_ht)
+            acc_dkt += tl.dot(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT), b_dht)
+            acc_dw -= tl.dot(_load_rows(dvn, t0, eos, H, h, V, BV, 64, v0).to(DT), b_ht)
+            if USE_G:
+                d_hh += tl.sum(b_ht.to(tl.float32) * b_dht.to(tl.float32), 1)
+        b_dq = acc_dq * (b_eg * scale)[:, None] + tl.dot(b_dpmd, b_kd)
+        _store_rows(dq, b_dq, t0, eos, H, h, K, BK, 64, k0)
+        b_dk = acc_dkt * b_kdec[:, None] + tl.dot(b_dpmtd, b_qd)
+        b_xk = (b_kd.to(tl.float32) * (b_b * b_eg)[:, None]).to(DT)
+        b_dwd = acc_dw.to(DT)
+        b_dtin += tl.dot(b_dwd, tl.trans(b_xk))
+        b_dxk = tl.dot(b_tdt, b_dwd)
+        b_dk += b_dxk * (b_b * b_eg)[:, None]
+        b_db += tl.sum(b_dxk * b_kd.to(tl.float32), 1) * b_eg
+        if USE_G:
+            b_dG += scale * b_eg * tl.sum(b_qd.to(tl.float32) * acc_dq, 1)
+            r = b_kdec * tl.sum(acc_dkt * b_kd.to(tl.float32), 1)
+            b_dG += tl.sum(b_dxk * b_xk.to(tl.float32), 1) - r
+            d_last += r
+        _store_rows(dk, b_dk, t0, eos, H, h, K, BK, 64, k0)
+
+    # phase 3: dA = -Tinv^T dTinv Tinv^T, its beta / G / K parts
+    b_kk = tl.zeros([64, 64], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
+        b_kk += tl.dot(b_kd, tl.trans(b_kd))
+    b_da = tl.dot(b_tdt, b_dtin.to(DT), input_precision=PREC)
+    b_da = -tl.dot(b_da.to(DT), b_tdt, input_precision=PREC)
+    b_gkk = tl.where(strict, b_kk * _gamma(gcum, t0, eos, H, h, USE_G), 0.0)
+    b_db += tl.sum(b_da * b_gkk, 1)
+    if USE_G:
+        b_e2 = b_da * b_gkk * b_b[:, None]
+        b_dG += tl.sum(b_e2, 1) - tl.sum(b_e2, 0)
+        d_tot = tl.sum(d_last, 0) + tl.sum(d_hh, 0) * tl.exp(g_last)
+    b_dkk = tl.where(strict, b_da * _gamma(gcum, t0, eos, H, h, USE_G) * b_b[:, None], 0.0)
+    tl.debug_barrier()  # this program's partial dk stores must land before they are re-read
+    b_dkkd = b_dkk.to(DT)
+    b_dkktd = tl.trans(b_dkk).to(DT)
+    for k0 in range(0, K, BK):
+        b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
+        b_dk = _load_rows(dk, t0, eos, H, h, K, BK, 64, k0).to(tl.float32)
+        b_dk += tl.dot(b_dkkd, b_kd) + tl.dot(b_dkktd, b_kd)
+        _store_rows(dk, b_dk, t0, eos, H, h, K, BK, 64, k0)
+    rows = t0 + o64
+    tl.store(dbeta + rows.to(tl.int64) * H + h, b_db.to(dbeta.dtype.element_ty), mask=rows < eos)
+    if USE_G:
+        b_dG += tl.where(rows == tl.minimum(t0 + 63, eos - 1), d_tot, 0.0)
+        # dg_t = sum over i >= t (within the chunk) of dG_i
+        b_dgv = tl.sum(b_dG, 0) - tl.cumsum(b_dG, 0) + b_dG
+        tl.store(dg + rows.to(tl.int64) * H + h, b_dgv.to(dg.dtype.element_ty), mask=rows < eos)
+
+
+# --------------------------------------------------------------------------------------
+# host side
+# --------------------------------------------------------------------------------------
+def _alloc(shape, *, device, dtype) -> torch.Tensor:
+    """Every buffer the kernels write (tests replace this to poison them with NaN)."""
+    return torch.empty(tuple(shape), device=device, dtype=dtype)
+
+
+def _pow2(x: int, lo: int = 16) -> int:
+    return max(lo, triton.next_power_of_2(x))
+
+
+class _Meta:
+    """Flat-token view of a batch: N sequences over B*T tokens, cut into 64-token chunks."""
+
+    def __init__(self, cu_seqlens: Optional[torch.Tensor], B: int, T: int, device):
+        if cu_seqlens is None:
+            self.N = B
+            cu = torch.arange(0, B + 1, device=device, dtype=torch.int32) * T
+            per = triton.cdiv(T, BT)
+            nchunks = torch.full((B,), per, device=device, dtype=torch.int32)
+            self.total = B * per
+        else:
+            self.N = cu_seqlens.numel() - 1
+            cu = cu_seqlens.to(device=device, dtype=torch.int32)
+            nchunks = (cu[1:] - cu[:-1] + BT - 1) // BT
+            self.total = int(nchunks.sum().item())
+        self.cu = cu.contiguous()
+        self.chunk_off = torch.cat([nchunks.new_zeros(1), nchunks.cumsum(0)]).to(torch.int32)
+        self.chunk_seq = torch.repeat_interleave(
+            torch.arange(self.N, device=device, dtype=torch.int32), nchunks.long(), output_size=self.total
+        )
+        self.chunk_idx = (
+            torch.arange(self.total, device=device, dtype=torch.int32) - self.chunk_off[self.chunk_seq.long()]
+        ).to(torch.int32)
+
+
+def _cfg(name: str, default):
+    return TUNING.get(name, default)
+
+
+def _dot_dtype(dtype: torch.dtype):
+    # The interpreter's bf16/fp16 dot is wrong: run every dot in fp32 there.
+    if _interpreting() or dtype == torch.float32:
+        return tl.float32
+    return _TL_DTYPE[dtype]
+
+
+def _rec_block(K: int, V: int, NH: int, name: str) -> Tuple[int, int]:
+    """(BV, num_warps) for the recurrence kernels: big V tiles unless there are too few programs."""
+    BV = _cfg(name + "_bv", None)
+    if BV is None:
+        BV = min(64, _pow2(V))
+        if NH * triton.cdiv(V, BV) < 2 * 132 and BV > 32 and not _interpreting():
+            BV = 32
+        if _pow2(K) * BV > 128 * 64:
+            BV = max(16, (128 * 64) // _pow2(K))
+    nw = _cfg(name + "_warps", 4 if _pow2(K) * BV <= 64 * 64 else 8)
+    return BV, nw
+
+
+def _prep(q, k, v, g, beta, scale, meta, H, store_t):
+    Ttot = q.shape[0]
+    K, V = q.shape[-1], v.shape[-1]
+    dt = q.dtype
+    w = _alloc((Ttot, H, K), device=q.device, dtype=dt)
+    u = _alloc((Ttot, H, V), device=q.device, dtype=dt)
+    p = _alloc((Ttot, H, BT), device=q.device, dtype=dt)
+    gcum = _alloc((Ttot, H), device=q.device, dtype=torch.float32) if g is not None else None
+    tinv = _alloc((Ttot, H, BT), device=q.device, dtype=dt) if store_t else None
+    if meta.total:
+        _prep_kernel[(meta.total, H)](
+            q, k, v, beta, g if g is not None else beta, meta.cu, meta.chunk_seq, meta.chunk_idx,
+            w, u, p, gcum if gcum is not None else p, tinv if tinv is not None else p,
+            scale, H,
+            K=K, V=V, BK=_pow2(K), BV=min(64, _pow2(V)),
+            USE_G=g is not None, STORE_T=store_t, DT=_dot_dtype(dt),
+            num_warps=_cfg("prep_warps", 8), num_stages=1,
+        )
+    return w, u, p, gcum, tinv
+
+
+def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_state):
+    """Forward recurrence: returns (o, ht) when `output`, else the stored (h per chunk, U - W S)."""
+    Ttot, K, V = q.shape[0], q.shape[-1], u.shape[-1]
+    dt = q.dtype
+    NH = meta.N * H
+    BV, nw = _rec_block(K, V, NH, "fwd")
+    o = _alloc((Ttot, H, V), device=q.device, dtype=dt) if output else None
+    ht = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if output_final_state else None
+    hs = None if output else _alloc((meta.total, H, K, V), device=q.device, dtype=dt)
+    vn = None if output else _alloc((Ttot, H, V), device=q.device, dtype=dt)
+    dummy = u
+    _fwd_kernel[(triton.cdiv(V, BV), NH)](
+        q, k, w, u, p, gcum if gcum is not None else dummy, h0 if h0 is not None else dummy,
+        meta.cu, meta.chunk_off,
+        o if o is not None else dummy, ht if ht is not None else dummy,
+        hs if hs is not None else dummy, vn if vn is not None else dummy,
+        scale, H,
+        K=K, V=V, BK=_pow2(K), BV=BV,
+        USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
+        OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt),
+        num_warps=nw, num_stages=_cfg("fwd_stages", 2),
+    )
+    return (o, ht) if output else (hs, vn)
+
+
+def _backward(q, k, v, g, beta, scale, h0, do, dht, meta, H):
+    Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
+    dt = q.dtype
+    NH = meta.N * H
+    w, u, p, gcum, tinv = _prep(q, k, v, g, beta, scale, meta, H, store_t=True)
+    hs, vn = _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output=False, output_final_state=False)
+    dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=dt)
+    dvn = _alloc((Ttot, H, V), device=q.device, dtype=dt)
+    dh0 = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if h0 is not None else None
+    BV, nw = _rec_block(K, V, NH, "bwd_dh")
+    _bwd_dh_kernel[(triton.cdiv(V, BV), NH)](
+        q, k, w, p, gcum if gcum is not None else p, do, dht if dht is not None else p,
+        meta.cu, meta.chunk_off, dhs, dvn, dh0 if dh0 is not None else p,
+        scale, H,
+        K=K, V=V, BK=_pow2(K), BV=BV,
+        USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt),
+        num_warps=nw, num_stages=_cfg("bwd_dh_stages", 2),
+    )
+    dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
+    dk = _alloc(k.shape, device=k.device, dtype=torch.float32)  # re-read by its own program
+    dv = _alloc(v.shape, device=v.device, dtype=v.dtype)
+    dbeta = _alloc(beta.shape, device=beta.device, dtype=beta.dtype)
+    dg = _alloc(g.shape, device=g.device, dtype=g.dtype) if g is not None else None
+    if meta.total:
+        interp = _interpreting()
+        _bwd_kernel[(meta.total, H)](
+            q, k, v, beta, gcum if gcum is not None else p, tinv, p, hs, dhs, vn, dvn, do,
+            meta.cu, meta.chunk_seq, meta.chunk_idx,
+            dq, dk, dv, dbeta, dg if dg is not None else dbeta,
+            scale, H,
+            K=K, V=V, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
+            USE_G=g is not None, DT=_dot_dtype(dt),
+            PREC="ieee" if interp else ("tf32x3" if dt == torch.float32 else "tf32"),
+            num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1),
+        )
+    else:
+        dq.zero_(), dk.zero_(), dv.zero_(), dbeta.zero_()
+        if dg is not None:
+            dg.zero_()
+    return dq, dk.to(k.dtype), dv, dbeta, dg, dh0
+
+
+class _ChunkDeltaRule(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens):
+        B, T, H, K = q.shape
+        V = v.shape[-1]
+        meta = _Meta(cu_seqlens, B, T, q.device)
+        # flat tokens [B*T, H, D]; contiguous so the kernels' pointer arithmetic holds
+        qf, kf, vf = (x.reshape(B * T, H, x.shape[-1]).contiguous() for x in (q, k, v))
+        bf = beta.reshape(B * T, H).contiguous()
+        gf = g.reshape(B * T, H).contiguous() if g is not None else None
+        h0 = initial_state.contiguous() if initial_state is not None else None
+        w, u, p, gcum, _ = _prep(qf, kf, vf, gf, bf, scale, meta, H, store_t=False)
+        o, ht = _recurrence(qf, kf, w, u, p, gcum, h0, scale, meta, H, output=True,
+                            output_final_state=output_final_state)
+        ctx.save_for_backward(qf, kf, vf, gf, bf, h0)
+        ctx.meta, ctx.scale, ctx.shape = meta, scale, (B, T, H, K, V)
+        return o.reshape(B, T, H, V), ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        qf, kf, vf, gf, bf, h0 = ctx.saved_tensors
+        B, T, H, K, V = ctx.shape
+        do = do.reshape(B * T, H, V).to(qf.dtype).contiguous()
+        dht = dht.float().contiguous() if dht is not None else None
+        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, do, dht, ctx.meta, H)
+        return (
+            dq.reshape(B, T, H, K), dk.reshape(B, T, H, K), dv.reshape(B, T, H, V),
+            dg.reshape(B, T, H) if dg is not None else None, db.reshape(B, T, H),
+            None, dh0, None, None,
+        )
+
+
+def _entry(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens):
+    B, T, H, K, V, N = check_delta_inputs(q, k, v, beta, g, initial_state, cu_seqlens)
+    if q.dtype == torch.float64:
+        raise ValueError("the Triton chunk kernels take fp32/bf16/fp16; use torch_chunk_* for float64")
+    if K > 256 or V > 256:
+        raise ValueError(f"head dims up to 256 are supported, got K={K}, V={V}")
+    if q.device.type != "cuda" and not _interpreting():
+        raise ValueError(
+            "chunk kernels need CUDA tensors (or TRITON_INTERPRET=1 set before import); "
+            "on CPU use zoo.kernels.torch_chunk_delta_rule / torch_chunk_gated_delta_rule"
+        )
+    scale = K ** -0.5 if scale is None else float(scale)
+    if initial_state is not None:
+        initial_state = initial_state.float()
+    o, ht = _ChunkDeltaRule.apply(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)
+    return o, (ht if output_final_state else None)
+
+
+def chunk_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    scale: Optional[float] = None,
+    initial_state: Optional[torch.Tensor] = None,
+    output_final_state: bool = False,
+    cu_seqlens: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Delta rule, chunkwise in Triton (64-token chunks), differentiable.
+
+    S_t = S_{t-1} + k_t (beta_t (v_t - S_{t-1}^T k_t))^T,  o_t = (scale q_t)^T S_t, with the
+    state S [K, V] per head.
+
+    Args:
+        q, k: [B, T, H, K] (k should be L2-normalised; the op does not normalise).
+        v: [B, T, H, V]; K, V <= 256 (any size; tiles are padded to powers of two).
+        beta: [B, T, H], in (0, 1).
+        scale: multiplies q; default K ** -0.5.
+        initial_state: [N, H, K, V] (float32; cast if not) or None for zeros; differentiable.
+        output_final_state: also return the state after the last token.
+        cu_seqlens: int32/int64 [N + 1] offsets of N packed documents (then B must be 1); each
+            document starts from its own initial_state[n] (or zeros).
+    Returns:
+        o [B, T, H, V] in q's dtype, and final_state [N, H, K, V] float32 (None unless
+        output_final_state).
+    Inputs fp32 / bf16 / fp16 on CUDA (or CPU under TRITON_INTERPRET=1).
+    """
+    return _entry(q, k, v, None, beta, scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_gated_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: Optional[float] = None,
+    initial_state: Optional[torch.Tensor] = None,
+    output_final_state: bool = False,
+    cu_seqlens: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Gated delta rule (Gated DeltaNet), chunkwise in Triton, differentiable.
+
+    As `chunk_delta_rule`, with S_{t-1} multiplied by exp(g_t) before each update.
+    g: [B, T, H] log decay (<= 0), any float dtype; its gradient comes back in g's dtype.
+    Other args and returns as `chunk_delta_rule`.
+    """
+    return _entry(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)

@@ -1,0 +1,114 @@
+"""Triton chunk kernels (run by the interpreter on CPU) against the per-token reference.
+
+Every buffer the kernels write is poisoned with NaN first, so an element a kernel forgets
+to write shows up as a non-finite output or gradient.
+"""
+import pytest
+import torch
+
+from zoo.kernels import chunk as chunk_mod
+from zoo.kernels.chunk import chunk_delta_rule, chunk_gated_delta_rule
+from zoo.kernels.naive import naive_recurrent_delta_rule, naive_recurrent_gated_delta_rule
+
+from kernel_inputs import make_inputs, rel_rms
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+@pytest.fixture(autouse=True)
+def poison(monkeypatch):
+    monkeypatch.setattr(
+        chunk_mod, "_alloc", lambda shape, device, dtype: torch.full(tuple(shape), float("nan"), device=device, dtype=dtype)
+    )
+
+
+def _fwd_bwd(fn, x, gated, dtype, with_h0=True, final=True, cu=None, seed=0):
+    """Run fn on leaf copies of x (cast to dtype); return o, final state and every gradient."""
+    leaves = {
+        n: t.detach().to(dtype if n != "h0" else t.dtype).clone().requires_grad_()
+        for n, t in x.items()
+        if t is not None and (n != "h0" or with_h0)
+    }
+    args = [leaves["q"], leaves["k"], leaves["v"]] + ([leaves["g"]] if gated else []) + [leaves["beta"]]
+    o, s = fn(*args, initial_state=leaves.get("h0"), output_final_state=final, cu_seqlens=cu)
+    gen = torch.Generator().manual_seed(seed)
+    loss = (o.double() * torch.randn(o.shape, generator=gen, dtype=torch.float64)).sum()
+    if final:
+        loss = loss + (s.double() * torch.randn(s.shape, generator=gen, dtype=torch.float64)).sum()
+    loss.backward()
+    return o, s, {n: t.grad for n, t in leaves.items()}
+
+
+def _compare(got, ref, tol):
+    (o1, s1, g1), (o2, s2, g2) = got, ref
+    assert torch.isfinite(o1).all(), "output has unwritten / non-finite elements"
+    assert rel_rms(o1, o2) <= tol, ("o", rel_rms(o1, o2))
+    if s2 is not None:
+        assert torch.isfinite(s1).all() and rel_rms(s1, s2) <= tol, ("final_state", rel_rms(s1, s2))
+    assert set(g1) == set(g2)
+    for n in g2:
+        assert g1[n] is not None, n
+        assert torch.isfinite(g1[n]).all(), f"d{n} has unwritten / non-finite elements"
+        assert rel_rms(g1[n], g2[n]) <= tol, (f"d{n}", rel_rms(g1[n], g2[n]))
+
+
+def _fns(gated):
+    if gated:
+        return chunk_gated_delta_rule, naive_recurrent_gated_delta_rule
+    return chunk_delta_rule, naive_recurrent_delta_rule
+
+
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("T", [1, 63, 100, 130])
+def test_fp32_fwd_bwd_states(gated, T):
+    fn, ref = _fns(gated)
+    x = make_inputs(2 if T < 128 else 1, T, 2, 32, 16, dtype=torch.float64, gated=gated)
+    _compare(_fwd_bwd(fn, x, gated, torch.float32), _fwd_bwd(ref, x, gated, torch.float64), TOL[torch.float32])
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_varlen_documents_with_states(gated):
+    fn, ref = _fns(gated)
+    lens = [37, 0, 64, 1, 70]  # an empty document, a one-token one, chunk-aligned and ragged ones
+    cu = torch.tensor([0] + lens).cumsum(0).to(torch.int32)
+    x = make_inputs(1, int(cu[-1]), 2, 16, 32, dtype=torch.float64, gated=gated, n_states=len(lens))
+    got = _fwd_bwd(fn, x, gated, torch.float32, cu=cu)
+    _compare(got, _fwd_bwd(ref, x, gated, torch.float64, cu=cu), TOL[torch.float32])
+    assert got[1].shape == (len(lens), 2, 16, 32)
+
+
+@pytest.mark.parametrize("dtype,gated", [(torch.bfloat16, True), (torch.float16, False)])
+def test_half_precision_against_fp64_reference(dtype, gated):
+    fn, ref = _fns(gated)
+    x = make_inputs(1, 100, 2, 32, 64, dtype=torch.float64, gated=gated)
+    # the reference sees the same rounded inputs, so only the kernels' own precision is measured
+    x = {n: (t.to(dtype).double() if (t is not None and n != "h0") else t) for n, t in x.items()}
+    got = _fwd_bwd(fn, x, gated, dtype)
+    assert got[0].dtype == dtype and got[1].dtype == torch.float32
+    _compare(got, _fwd_bwd(ref, x, gated, torch.float64), TOL[dtype])
+
+
+def test_no_initial_state_no_final_state():
+    fn, ref = _fns(True)
+    x = make_inputs(2, 70, 2, 64, 16, dtype=torch.float64, gated=True)
+    got = _fwd_bwd(fn, x, True, torch.float32, with_h0=False, final=False)
+    assert got[1] is None and "h0" not in got[2]
+    _compare(got, _fwd_bwd(ref, x, True, torch.float64, with_h0=False, final=False), TOL[torch.float32])
+
+
+def test_custom_scale_and_large_head_dims():
+    fn, ref = _fns(False)
+    x = make_inputs(1, 40, 1, 128, 64, dtype=torch.float64)
+    run = lambda f, dt: _fwd_bwd(lambda *a, **kw: f(*a, scale=0.3, **kw), x, False, dt)  # noqa: E731
+    _compare(run(fn, torch.float32), run(ref, torch.float64), TOL[torch.float32])
+
+
+def test_rejects_unsupported_inputs():
+    x = make_inputs(1, 8, 1, 16, 16)
+    with pytest.raises(ValueError, match="float64"):
+        chunk_delta_rule(x["q"].double(), x["k"].double(), x["v"].double(), x["beta"])
+    big = torch.randn(1, 8, 1, 512)
+    with pytest.raises(ValueError, match="up to 256"):
+        chunk_delta_rule(big, big, x["v"], x["beta"])
+    with pytest.raises(ValueError, match="beta must be"):
+        chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["beta"], x["beta"][..., None])
