@@ -107,6 +107,9 @@ class ZooLM(TemplateLM):
         from zoo.model import ZooModel
 
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise ZooError(f"device={device!r} but CUDA is not available here; pass --device cpu "
+                           "(lm-eval's CLI defaults to cuda:0)")
         self._dtype = _dtype(dtype, self._device)
         if model is None:
             if pretrained is None:

@@ -127,5 +127,8 @@ def test_registered_and_built_from_arg_string(tmp_path, tokenizer):
     assert lm.model_dir == run / "model"
     with pytest.raises(ZooError, match="unknown model_args for zoo: colour"):
         ZooLM(pretrained=str(run), colour="red")
+    if not torch.cuda.is_available():
+        with pytest.raises(ZooError, match="CUDA is not available here; pass --device cpu"):
+            ZooLM(pretrained=str(run), device="cuda:0")
     with pytest.raises(ZooError, match="holds no zoo model"):
         ZooLM(pretrained=str(tmp_path))
