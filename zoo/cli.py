@@ -110,6 +110,30 @@ def generate(
     run_generate(run_dir, prompt, max_new_tokens, temperature, device, seed, runs_root, echo=typer.echo)
 
 
+@app.command()
+def sweep(
+    recipe: str = typer.Argument(..., help="Synthetic-task recipe (recipes/mqar.yaml, recipes/mad.yaml)"),
+    overrides: Optional[List[str]] = typer.Argument(None, metavar="[KEY=VALUE ...]", help="Pinned for every point"),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", "-g", help="Axis KEY=V1,V2 or K1:K2=A1:B1,A2:B2 "
+                                             "(repeatable; default: the recipe's sweep.grid)"),
+    out: Optional[str] = typer.Option(None, "--out", help="Results path stem: STEM.jsonl/.json/.md/.png "
+                                      "(default runs/sweeps/<recipe>)"),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Wall seconds for this invocation; "
+                                           "unfinished points run next time"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the points (done/todo) and exit"),
+    render_only: bool = typer.Option(False, "--render", help="Only rewrite STEM.json/.md/.png from STEM.jsonl"),
+) -> None:
+    """Train a synthetic recipe (MQAR, MAD) over a grid; one accuracy table, resumable point by point."""
+    from zoo.sweep import command_line, render, run_sweep
+
+    if render_only:
+        render(out or Path("runs") / "sweeps" / Path(recipe).stem, echo=typer.echo)
+        return
+    run_sweep(recipe, grid or (), overrides or (), out=out, budget=budget, device=device, dry_run=dry_run,
+              command=command_line(recipe, overrides or (), grid or (), out, budget), echo=typer.echo)
+
+
 @app.command("import")
 def import_(
     source: str = typer.Argument(..., metavar="PATH_OR_HUB_ID", help="fla checkpoint directory or Hugging Face hub id"),

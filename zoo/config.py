@@ -130,6 +130,7 @@ class RunConfig:
     name: Optional[str] = None
     runs_root: str = "runs"
     resume: bool = False
+    sweep: Optional[Dict[str, Any]] = None  # `zoo sweep`'s section (zoo.sweep.SweepConfig); zoo train ignores it
 
 
 def load_recipe(path: "str | Path | None", overrides: Optional[List[str]] = None, base: Any = None) -> RunConfig:

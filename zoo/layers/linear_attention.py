@@ -85,9 +85,9 @@ def chunk_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     if cu_seqlens is not None and B != 1:
         raise ValueError(f"linear attention: packed input (cu_seqlens) needs batch size 1, got {B}")
     scale = K ** -0.5 if scale is None else scale
-    C = chunk_size
     f32 = torch.promote_types(q.dtype, torch.float32)
     if cu_seqlens is None:  # B documents of T tokens: pad T to a multiple of C, chunk each row
+        C = max(1, min(chunk_size, T))  # short inputs (decode steps) need no padding to a full chunk
         N, nc = B, -(-T // C)
         pad = nc * C - T
 
@@ -103,6 +103,7 @@ def chunk_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
         final = state_in[:, -1] + kv[:, -1] if output_final_state else None
         state_in = state_in.view(B * nc, H, K, V)
     else:
+        C = chunk_size
         cu = cu_seqlens.long()
         N = cu.numel() - 1
         lengths = cu.diff()

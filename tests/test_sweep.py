@@ -1,0 +1,166 @@
+"""zoo sweep: grid parsing, resume bookkeeping, the query-only head, a tiny sweep end to end on the CPU,
+and the shipped synthetic recipes (every grid point validates; models build)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.cli import main
+from zoo.config import load_recipe
+from zoo.model import ZooModel
+from zoo.sweep import (SweepConfig, SweepError, _query_logits, finished_keys, grid_points, latest_per_key,
+                       load_records, load_sweep_recipe, parse_axis, point_key, run_point, split_values)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def zoo(*args):
+    """Run the CLI in-process; a clean exit is SystemExit(0)."""
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert exc.code in (0, None), exc.code
+
+TINY = """\
+model: {pattern: delta*2, d_model: 16, n_heads: 2, vocab_size: 32, max_seq_len: 16}
+data: {type: mqar, seq_len: 16, val_batches: 1, mqar: {num_kv_pairs: 2, vocab_size: 32}}
+train: {steps: 3, batch_size: 4, lr: 3.0e-3, warmup_steps: 1, val_every: 2}
+sweep: {grid: ["model.pattern=delta*2,linear*2"], log_every: 1}
+"""
+
+
+def test_split_values_respects_brackets():
+    assert split_values("delta*2, (delta swa)*1,swa[window=64, conv_size=2]") == [
+        "delta*2", "(delta swa)*1", "swa[window=64, conv_size=2]"]
+
+
+def test_parse_axis_single_and_zipped():
+    a = parse_axis("model.pattern=delta*2,delta swa")
+    assert a.keys == ("model.pattern",) and a.values == [("delta*2",), ("delta swa",)]
+    z = parse_axis("model.d_model:model.n_heads=64:1,128:2")
+    assert z.keys == ("model.d_model", "model.n_heads") and z.values == [("64", "1"), ("128", "2")]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("model.d_model", "is not KEY=V1,V2"),
+    ("a:b=1:2,3", "has 1 part(s) for 2 keys"),
+    ("a=1,,2", "empty value"),
+    ("a=1,1", "repeated value"),
+    (":b=1:2", "empty key"),
+])
+def test_parse_axis_errors(text, message):
+    with pytest.raises(SweepError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_axis(text)
+
+
+def test_grid_points_order_and_pinning():
+    axes = [parse_axis("s:k=256:16,512:64"), parse_axis("p=a,b")]
+    assert grid_points(axes) == [["s=256", "k=16", "p=a"], ["s=256", "k=16", "p=b"],
+                                 ["s=512", "k=64", "p=a"], ["s=512", "k=64", "p=b"]]
+    # pinning a key drops its axis (the whole zipped axis) and is added to every point
+    assert grid_points(axes, ["k=8"]) == [["p=a", "k=8"], ["p=b", "k=8"]]
+    assert grid_points([]) == [[]]
+    with pytest.raises(SweepError, match="two --grid axes"):
+        grid_points([parse_axis("a=1,2"), parse_axis("b:a=1:1")])
+
+
+def test_point_key_ignores_order():
+    assert point_key("mqar", ["b=2", "a=1"]) == point_key("mqar", ["a=1", "b=2"]) != point_key("mad", ["a=1", "b=2"])
+
+
+def test_records_resume_bookkeeping(tmp_path):
+    path = tmp_path / "r.jsonl"
+    recs = [{"key": "x", "status": "cut", "accuracy": 0.1}, {"key": "y", "status": "done", "accuracy": 0.5},
+            {"key": "x", "status": "reached", "accuracy": 0.99}, {"key": "y", "status": "cut", "accuracy": 0.2}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"key": "z", "sta')  # torn last line
+    loaded = load_records(path)
+    assert loaded == recs
+    assert finished_keys(loaded) == {"x", "y"}
+    assert [r["accuracy"] for r in latest_per_key(loaded)] == [0.99, 0.5]  # a finished run beats a later cut one
+    path.write_text("not json\n" + json.dumps(recs[0]) + "\n")
+    with pytest.raises(SweepError, match="r.jsonl:1 is not valid JSON"):
+        load_records(path)
+    assert load_records(tmp_path / "missing.jsonl") == []
+
+
+def test_query_logits_match_full_forward():
+    from zoo.config import ModelConfig
+
+    torch.manual_seed(0)
+    model = ZooModel(ModelConfig(pattern="linear attn", d_model=16, n_heads=2, vocab_size=32))
+    ids = torch.randint(0, 32, (3, 12))
+    labels = torch.full((3, 12), -100)
+    labels[0, 3], labels[2, 7], labels[2, 11] = 5, 6, 7
+    logits, target = _query_logits(model, ids, labels)
+    full = model(ids)
+    assert torch.equal(target, torch.tensor([5, 6, 7]))
+    assert torch.allclose(logits, full[labels != -100], atol=1e-6)
+
+
+def test_tiny_sweep_end_to_end_and_resume(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY)
+    stem = tmp_path / "out" / "tiny"
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu")
+    records = load_records(stem.with_suffix(".jsonl"))
+    assert [r["pattern"] for r in records] == ["delta*2", "linear*2"]
+    for r in records:
+        assert r["status"] == "done" and r["steps"] == 3 and 0.0 <= r["accuracy"] <= 1.0
+        assert [e[0] for e in r["evals"]] == [2, 3] and r["device"] == "cpu" and r["params"] > 0
+        assert r["command"].startswith("zoo sweep")
+    table = stem.with_suffix(".md").read_text()
+    assert "| `delta*2` |" in table and "| `linear*2` |" in table and "## Commands" in table
+    assert len(json.loads(stem.with_suffix(".json").read_text())) == 2
+    # rerun: both points are finished, nothing trains
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu")
+    assert "2 already in" in capsys.readouterr().out
+    assert len(load_records(stem.with_suffix(".jsonl"))) == 2
+    # a run cut by the budget is run again; a zero budget starts nothing
+    lines = stem.with_suffix(".jsonl").read_text().splitlines()
+    cut = json.loads(lines[1])
+    cut["status"] = "cut"
+    stem.with_suffix(".jsonl").write_text(lines[0] + "\n" + json.dumps(cut) + "\n")
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--budget", "0")
+    assert "budget of 0s spent" in capsys.readouterr().out
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--grid", "model.pattern=linear*2,delta*2")
+    records = load_records(stem.with_suffix(".jsonl"))
+    assert [(r["pattern"], r["status"]) for r in records] == [("delta*2", "done"), ("linear*2", "cut"), ("linear*2", "done")]
+    assert "(cut)" not in stem.with_suffix(".md").read_text()
+
+
+def test_sweep_errors_are_clear(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY)
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(recipe), "--out", str(tmp_path / "o"), "model.d_modle=3"])
+    assert exc.value.code == 2 and "d_modle" in capsys.readouterr().err
+    cfg = load_recipe(None, ["model.vocab_size=8"], base=load_sweep_recipe(recipe)[0])
+    with pytest.raises(SweepError, match="set model.vocab_size=32"):
+        run_point(cfg, SweepConfig(), "cpu")
+    cfg = load_recipe(None, ["data.type=mad", "data.mad.task=compression", "data.val_batches=1"],
+                      base={k: v for k, v in load_sweep_recipe(recipe)[0].items() if k != "data"})
+    with pytest.raises(SweepError, match="pooled-state decoder"):
+        run_point(cfg, SweepConfig(), "cpu")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("log_every: 1", "log_evry: 1"))
+    with pytest.raises(SweepError, match="log_evry"):
+        load_sweep_recipe(bad)
+
+
+@pytest.mark.parametrize("name,points", [("mqar", 48), ("mad", 10)])
+def test_shipped_recipes_build(name, points):
+    path = ROOT / "recipes" / f"{name}.yaml"
+    recipe, sweep = load_sweep_recipe(path)
+    pts = grid_points([parse_axis(g) for g in sweep.grid])
+    assert len(pts) == points and sweep.stop_accuracy is not None
+    configs = [load_recipe(None, p, base=recipe) for p in pts]  # every point validates
+    biggest = max(configs, key=lambda c: c.model.d_model)
+    for cfg in (configs[0], biggest):
+        with torch.device("meta"):
+            model = ZooModel(cfg.model)
+        assert len(model.layers) == 2
+    # `zoo train` accepts the same file (the sweep section is carried, not applied)
+    assert load_recipe(path).sweep["stop_accuracy"] == sweep.stop_accuracy
