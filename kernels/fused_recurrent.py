@@ -116,26 +116,40 @@ def _fwd_kernel(
     p_w = w_out + (bos * H + i_h) * V + o_v
     p_b = beta + bos * H + i_h
     p_g = g + bos * H + i_h
-    for _ in range(0, eos - bos):
-        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale
-        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
-        b_beta = tl.load(p_b).to(tl.float32)
+    # Inputs of step i+1 are loaded while step i computes (the loads do not depend on the state).
+    L = eos - bos
+    n_q = tl.load(p_q, mask=m_k & (L > 0), other=0.0)
+    n_k = tl.load(p_k, mask=m_k & (L > 0), other=0.0)
+    n_v = tl.load(p_v, mask=m_v & (L > 0), other=0.0)
+    n_b = tl.load(p_b, mask=L > 0, other=0.0)
+    n_g = tl.load(p_g, mask=L > 0, other=0.0) if USE_G else n_b
+    for i in range(0, L):
+        b_q = n_q.to(tl.float32) * scale
+        b_k = n_k.to(tl.float32)
+        b_v = n_v.to(tl.float32)
+        b_beta = n_b.to(tl.float32)
+        b_g = n_g.to(tl.float32)
+        p_q += H * K
+        p_k += H * K
+        p_v += H * V
+        p_b += H
+        p_g += H
+        more = i + 1 < L
+        n_q = tl.load(p_q, mask=m_k & more, other=0.0)
+        n_k = tl.load(p_k, mask=m_k & more, other=0.0)
+        n_v = tl.load(p_v, mask=m_v & more, other=0.0)
+        n_b = tl.load(p_b, mask=more, other=0.0)
         if USE_G:
-            b_h = b_h * tl.exp(tl.load(p_g).to(tl.float32))
+            n_g = tl.load(p_g, mask=more, other=0.0)
+            b_h = b_h * tl.exp(b_g)
         b_w = b_v - tl.sum(b_h * b_k[:, None], axis=0)
         b_h += b_k[:, None] * (b_beta * b_w)[None, :]
         b_o = tl.sum(b_h * b_q[:, None], axis=0)
         tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)
         if STORE_W:
             tl.store(p_w, b_w, mask=m_v)
-        p_q += H * K
-        p_k += H * K
-        p_v += H * V
         p_o += H * V
         p_w += H * V
-        p_b += H
-        p_g += H
     if STORE_HT:
         tl.store(ht + off_h, b_h, mask=m_h)
 
@@ -182,12 +196,39 @@ def _bwd_reverse_kernel(
     p_vdv = vdv_part + part + last * H + i_h
     p_b = beta + last * H + i_h
     p_g = g + last * H + i_h
-    for _ in range(0, eos - bos):
-        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale
-        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_w = tl.load(p_w, mask=m_v, other=0.0)
-        b_do = tl.load(p_do, mask=m_v, other=0.0).to(tl.float32)
-        b_beta = tl.load(p_b).to(tl.float32)
+    # Inputs of the step before are loaded while this step computes.
+    L = eos - bos
+    n_q = tl.load(p_q, mask=m_k & (L > 0), other=0.0)
+    n_k = tl.load(p_k, mask=m_k & (L > 0), other=0.0)
+    n_w = tl.load(p_w, mask=m_v & (L > 0), other=0.0)
+    n_do = tl.load(p_do, mask=m_v & (L > 0), other=0.0)
+    n_b = tl.load(p_b, mask=L > 0, other=0.0)
+    n_v = tl.load(p_v, mask=m_v & (L > 0), other=0.0) if USE_G else n_do
+    n_g = tl.load(p_g, mask=L > 0, other=0.0) if USE_G else n_b
+    for i in range(0, L):
+        b_q = n_q.to(tl.float32) * scale
+        b_k = n_k.to(tl.float32)
+        b_w = n_w
+        b_do = n_do.to(tl.float32)
+        b_beta = n_b.to(tl.float32)
+        b_v = n_v.to(tl.float32)
+        b_g = n_g.to(tl.float32)
+        p_q -= H * K
+        p_k -= H * K
+        p_w -= H * V
+        p_do -= H * V
+        p_b -= H
+        more = i + 1 < L
+        n_q = tl.load(p_q, mask=m_k & more, other=0.0)
+        n_k = tl.load(p_k, mask=m_k & more, other=0.0)
+        n_w = tl.load(p_w, mask=m_v & more, other=0.0)
+        n_do = tl.load(p_do, mask=m_v & more, other=0.0)
+        n_b = tl.load(p_b, mask=more, other=0.0)
+        if USE_G:
+            p_v -= H * V
+            p_g -= H
+            n_v = tl.load(p_v, mask=m_v & more, other=0.0)
+            n_g = tl.load(p_g, mask=more, other=0.0)
         b_dh += b_q[:, None] * b_do[None, :]
         b_du = tl.sum(b_dh * b_k[:, None], axis=0)
         b_dk = tl.sum(b_dh * (b_beta * b_w)[None, :], axis=1)
@@ -197,20 +238,12 @@ def _bwd_reverse_kernel(
         tl.store(p_db, tl.sum(b_du * b_w, axis=0))
         b_dh -= b_k[:, None] * b_dv[None, :]
         if USE_G:
-            b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
             tl.store(p_vdv, tl.sum(b_v * b_dv, axis=0))
-            b_dh = b_dh * tl.exp(tl.load(p_g).to(tl.float32))
-        p_q -= H * K
-        p_k -= H * K
-        p_v -= H * V
-        p_w -= H * V
-        p_do -= H * V
+            b_dh = b_dh * tl.exp(b_g)
         p_dv -= H * V
         p_dk -= H * K
         p_db -= H
         p_vdv -= H
-        p_b -= H
-        p_g -= H
     if STORE_DH0:
         tl.store(dh0 + off_h, b_dh, mask=m_h)
 
@@ -255,21 +288,42 @@ def _bwd_forward_kernel(
     p_qdq = qdq_part + part + bos * H + i_h
     p_b = beta + bos * H + i_h
     p_g = g + bos * H + i_h
-    for _ in range(0, eos - bos):
-        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_w = tl.load(p_w, mask=m_v, other=0.0)
-        b_dv = tl.load(p_dv, mask=m_v, other=0.0)
-        b_do = tl.load(p_do, mask=m_v, other=0.0).to(tl.float32)
-        b_beta = tl.load(p_b).to(tl.float32)
+    # Inputs of step i+1 are loaded while step i computes.
+    L = eos - bos
+    n_k = tl.load(p_k, mask=m_k & (L > 0), other=0.0)
+    n_w = tl.load(p_w, mask=m_v & (L > 0), other=0.0)
+    n_dv = tl.load(p_dv, mask=m_v & (L > 0), other=0.0)
+    n_do = tl.load(p_do, mask=m_v & (L > 0), other=0.0)
+    n_dk = tl.load(p_dk, mask=m_k & (L > 0), other=0.0)
+    n_b = tl.load(p_b, mask=L > 0, other=0.0)
+    n_q = tl.load(p_q, mask=m_k & (L > 0), other=0.0) if USE_G else n_k
+    n_g = tl.load(p_g, mask=L > 0, other=0.0) if USE_G else n_b
+    for i in range(0, L):
+        b_k = n_k.to(tl.float32)
+        b_w = n_w
+        b_dv = n_dv
+        b_do = n_do.to(tl.float32)
+        b_dk = n_dk
+        b_beta = n_b.to(tl.float32)
+        b_q = n_q.to(tl.float32)
+        b_g = n_g.to(tl.float32)
+        more = i + 1 < L
+        n_k = tl.load(p_k + H * K, mask=m_k & more, other=0.0)
+        n_w = tl.load(p_w + H * V, mask=m_v & more, other=0.0)
+        n_dv = tl.load(p_dv + H * V, mask=m_v & more, other=0.0)
+        n_do = tl.load(p_do + H * V, mask=m_v & more, other=0.0)
+        n_dk = tl.load(p_dk + H * K, mask=m_k & more, other=0.0)
+        n_b = tl.load(p_b + H, mask=more, other=0.0)
         if USE_G:
-            b_h = b_h * tl.exp(tl.load(p_g).to(tl.float32))
-        b_dk = tl.load(p_dk, mask=m_k, other=0.0) - tl.sum(b_h * b_dv[None, :], axis=1)
+            n_q = tl.load(p_q + H * K, mask=m_k & more, other=0.0)
+            n_g = tl.load(p_g + H, mask=more, other=0.0)
+            b_h = b_h * tl.exp(b_g)
+        b_dk = b_dk - tl.sum(b_h * b_dv[None, :], axis=1)
         tl.store(p_dk, b_dk, mask=m_k)
         b_h += b_k[:, None] * (b_beta * b_w)[None, :]
         b_dq = tl.sum(b_h * b_do[None, :], axis=1) * scale
         tl.store(p_dq, b_dq, mask=m_k)
         if USE_G:
-            b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)
             tl.store(p_qdq, tl.sum(b_q * b_dq, axis=0))
         p_q += H * K
         p_k += H * K
