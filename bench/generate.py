@@ -235,6 +235,24 @@ def check_graph(model, graph: GraphStep, steps: int = 8) -> Dict[str, Any]:
     return {"graph_vs_eager_rel_rms_max": worst, "graph_vs_eager_equal_steps": f"{same}/{steps}"}
 
 
+@torch.no_grad()
+def check_decode(model, vocab: int, device, prompt: int, steps: int = 16) -> Dict[str, Any]:
+    """Cached greedy steps vs one full forward over prompt + generated tokens (same dtype)."""
+    ids = torch.randint(0, vocab, (1, prompt), generator=torch.Generator().manual_seed(1)).to(device)
+    cache = model.init_cache(1)
+    logits = model(ids, cache=cache)[:, -1]
+    fed, got = [], []
+    for _ in range(steps):
+        fed.append(logits.argmax(-1, keepdim=True))
+        logits = model(fed[-1], cache=cache)[:, -1]
+        got.append(logits[0])
+    got = torch.stack(got).float()
+    want = model(torch.cat([ids] + fed, dim=1))[0, prompt:].float()
+    return {"prompt": prompt, "steps": steps,
+            "cached_vs_full_rel_rms": float((got - want).norm() / want.norm()),
+            "argmax_agree": f"{int((got.argmax(-1) == want.argmax(-1)).sum())}/{steps}"}
+
+
 def is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
@@ -253,9 +271,18 @@ def bench_zoo(name: str, pattern: str, args, device, deadline: float, rows: List
     dtype = torch.float32 if args.smoke else torch.bfloat16
     cfg = zoo_config(pattern, args.smoke, max(args.contexts) + args.steps + args.warmup + 64)
     torch.manual_seed(0)
-    model = ZooModel(cfg).to(device=device, dtype=dtype).eval()
+    with torch.device(device):
+        model = ZooModel(cfg).to(dtype=dtype).eval()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     notes.append(f"zoo {name}: `{pattern}`, {model.num_params() / 1e6:.1f}M params, weights {weights / GiB:.2f} GiB")
+    try:
+        check = check_decode(model, cfg.vocab_size, device, prompt=40 if args.smoke else 2600)
+    except Exception as err:
+        check = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        traceback.print_exc()
+    rows.append(dict(model=name, impl="zoo cached vs full forward", batch=1, context=check.get("prompt"),
+                     status="check", **check))
+    free(device)
     gen = torch.Generator().manual_seed(0)
     base = model.init_cache(1, device=device, dtype=dtype)
     why_not = graphable(base)
@@ -311,12 +338,17 @@ def bench_zoo(name: str, pattern: str, args, device, deadline: float, rows: List
     free(device)
 
 
-def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str]) -> None:
+def _note(notes: List[str], text: str) -> None:
+    if text not in notes:
+        notes.append(text)
+
+
+def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str], batches: List[int]) -> None:
     try:
         from fla.models import DeltaNetConfig, DeltaNetForCausalLM
         import transformers
     except Exception as err:
-        notes.append(f"fla baseline not run: {type(err).__name__}: {err}")
+        _note(notes, f"fla baseline not run: {type(err).__name__}: {err}")
         return
     from zoo.interop.fla import zoo_to_fla_config
 
@@ -324,15 +356,17 @@ def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str])
     fcfg = zoo_to_fla_config(cfg)
     fcfg.pop("architectures", None)
     torch.manual_seed(0)
-    model = DeltaNetForCausalLM(DeltaNetConfig(**fcfg)).to(device=device, dtype=torch.bfloat16).eval()
+    with torch.device(device):
+        model = DeltaNetForCausalLM(DeltaNetConfig(**fcfg)).to(dtype=torch.bfloat16).eval()
     import fla
 
-    notes.append(f"fla {getattr(fla, '__version__', '?')} DeltaNetForCausalLM via transformers {transformers.__version__} "
+    _note(notes, f"fla {getattr(fla, '__version__', '?')} DeltaNetForCausalLM via transformers {transformers.__version__} "
                  f"generate: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params; config "
                  + json.dumps({k: fcfg[k] for k in ('hidden_size', 'num_hidden_layers', 'num_heads', 'intermediate_size', 'vocab_size') if k in fcfg}))
     gen = torch.Generator().manual_seed(0)
     dead = set()
-    for B in args.batches:
+    for B in batches:
+        warm = True
         for C in args.contexts:
             row = dict(model="deltanet", impl="fla HF generate", batch=B, context=C)
             if B in dead:
@@ -343,7 +377,9 @@ def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str])
                 try:
                     ids = torch.randint(0, cfg.vocab_size, (B, C), generator=gen).to(device)
                     kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True, pad_token_id=0)
-                    model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)  # warm-up
+                    if warm:  # once per batch size: Triton compiles, cuBLAS plans
+                        model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)
+                        warm = False
                     times = []
                     for n in (1, 1 + args.fla_steps):
                         torch.cuda.reset_peak_memory_stats()
@@ -378,6 +414,8 @@ def _fmt_ctx(c: int) -> str:
 
 def render(result: Dict[str, Any]) -> str:
     rows, contexts = result["rows"], result["contexts"]
+    checks_decode = [r for r in rows if r.get("status") == "check"]
+    rows = [r for r in rows if r.get("status") != "check"]
     keys = []
     for r in rows:
         k = (r["model"], r["impl"], r["batch"])
@@ -413,6 +451,10 @@ def render(result: Dict[str, Any]) -> str:
         out.append("\nCUDA graph vs eager (same cache, same tokens): " + "; ".join(
             f"{r['model']} B={r['batch']}: greedy equal {r['graph_vs_eager_equal_steps']}, logits rel-RMS ≤ {r['graph_vs_eager_rel_rms_max']:.1e}"
             for r in checks) + "\n")
+    if checks_decode:
+        out.append("\nCached decoding vs one full forward (greedy steps after a prompt, logits rel-RMS, argmax agreement): " + "; ".join(
+            f"{r['model']}: " + (r["error"] if "error" in r else f"{r['cached_vs_full_rel_rms']:.1e}, {r['argmax_agree']} (prompt {r['prompt']})")
+            for r in checks_decode) + "\n")
     speed = {}
     for r in rows:
         if r.get("status") == "ok" and r["model"] == "deltanet":
@@ -464,13 +506,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     for name in order:
         if name not in patterns:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(patterns)}")
-    if "deltanet" in order:
+    fla = "deltanet" in order and not args.no_fla and device.type == "cuda"
+    if "deltanet" in order:  # the comparison that matters first: zoo vs fla at batch 1
         bench_zoo("deltanet", patterns["deltanet"], args, device, deadline, rows, notes)
-        if not args.no_fla and device.type == "cuda":
-            bench_fla(args, device, deadline, rows, notes)
+        if fla:
+            bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b == 1])
     for name in order:
         if name != "deltanet":
             bench_zoo(name, patterns[name], args, device, deadline, rows, notes)
+    if fla:  # large-batch fla last: its prefill through HF generate is the slowest part
+        bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b != 1])
     result = {
         "script": "bench/generate.py", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
