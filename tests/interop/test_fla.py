@@ -2,7 +2,10 @@
 
 The checkpoints carry the config keys and tensor names/shapes fla 0.6.0's DeltaNetForCausalLM /
 GatedDeltaNetForCausalLM write (fla/models/*/configuration_*.py and the layer constructors in
-fla/layers/{delta_net,gated_deltanet,attn}.py). ``fla_reference_logits`` is an independent
+fla/layers/{delta_net,gated_deltanet,attn}.py); for four of the configs below the key set, the
+tensor names and the shapes were checked equal to what fla 0.6.0 + transformers 5.17.0's
+save_pretrained writes (fla's attn specs come back with their defaults filled in, which
+``_attn_specs`` does too). ``fla_reference_logits`` is an independent
 per-token float32 forward of those architectures over the fla-named tensors (no zoo code), so the
 import is checked against what the fla model computes, not only against zoo itself.
 """
@@ -40,7 +43,7 @@ def fla_config(model_type: str, **kw) -> dict:
         base = dict(_COMMON, hidden_size=64, expand_v=2.0, use_gate=True, head_dim=16, num_heads=3,
                     num_v_heads=None, num_hidden_layers=2, vocab_size=97, output_gate_activation="swish",
                     architectures=["GatedDeltaNetForCausalLM"])
-    base.update(model_type=model_type, transformers_version="4.57.1", dtype="float32")
+    base.update(model_type=model_type, transformers_version="5.17.0", dtype="float32")
     base.update(kw)
     return base
 
