@@ -12,7 +12,12 @@ from zoo.eval.lm import ZooLM, _cut
 
 from conftest import save_run, tiny_model
 
-PATTERNS = ["delta", "gdelta", "swa[window=4]", "attn", "(delta swa[window=4])", "gdelta attn delta"]
+from zoo.spec import BUILTINS
+
+# every built-in mixer (a new one is picked up automatically; SWA with a window the prompts overflow)
+# and hybrids of them
+PATTERNS = [("swa[window=4]" if name == "swa" else name) for name in sorted(BUILTINS)] + [
+    "(delta swa[window=4])", "gdelta attn delta", "linear swa[window=3] delta"]
 
 
 @torch.no_grad()
