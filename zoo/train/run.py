@@ -162,26 +162,18 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     rank = _rank()
     precision = tcfg.precision if tcfg.precision != "auto" else ("bf16-mixed" if acc == "gpu" else "32-true")
     main = rank == 0
+    saved = to_container(cfg)
+    saved["resume"] = False
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved = to_container(cfg)
-        saved["resume"] = False
-        runs.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
-        runs.set_latest(run_dir.parent, run_dir.name)
-        if world > 1:  # ranks that Lightning's launcher starts read it (see resolve_run)
-            os.environ[ENV_RUN_DIR] = str(run_dir.resolve())
+        from zoo.compose import compose, format_table
+
         echo(f"{'resuming' if resuming else 'run'}: {run_dir}")
         echo("---- resolved config ----")
         echo(OmegaConf.to_yaml(OmegaConf.create(saved)).rstrip())
-        try:
-            from zoo.compose import compose, format_table
-
-            echo("---- model ----")
-            echo(format_table(compose(cfg.model, cfg.data.seq_len)))
-        except ZooError:
-            raise
+        echo("---- model ----")
+        echo(format_table(compose(cfg.model, cfg.data.resolved_seq_len())))
         echo(f"---- devices: {acc} x{world}, precision {precision}, strategy {tcfg.strategy}; "
-             f"global batch {tcfg.batch_size} x {cfg.data.seq_len} tokens ----")
+             f"global batch {tcfg.batch_size} x {cfg.data.resolved_seq_len()} tokens ----")
 
     L.seed_everything(tcfg.seed, workers=True, verbose=False)
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if acc == "gpu" and cfg.data.synthetic else "cpu"
@@ -192,6 +184,12 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     if main:
         echo(f"data: {dm.description}; per device {dm.per_device} rows/step in {dm.accumulate} micro batch(es) "
              f"of {dm.micro_rows}")
+        # the run directory appears only once the recipe, model and data are known to work
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(saved)))
+        runs.set_latest(run_dir.parent, run_dir.name)
+        if world > 1:  # ranks that Lightning's launcher starts read it (see resolve_run)
+            os.environ[ENV_RUN_DIR] = str(run_dir.resolve())
     module = ZooLightningModule(cfg.model, tcfg)
     ckpt_cb = AtomicCheckpoint(run_dir, tcfg.ckpt_every, tcfg.keep_last, tokenizer=dm.tokenizer, echo=echo)
     callbacks = [_interrupt_callback(echo), ckpt_cb, *(extra_callbacks or [])]
