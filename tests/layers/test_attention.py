@@ -21,26 +21,23 @@ def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def naive_attention(q, k, v, window=None, cu=None):
-    """Per-query loop over the flattened B*T tokens: key j is visible from query i iff j <= i,
-    i - j < window (window keys including i itself) and j lies in i's document. fp32."""
+    """Masked softmax over the flattened B*T tokens, fp32, with the mask written out pair by pair:
+    key j is visible from query i iff j <= i, i - j < window (window keys including i itself) and
+    j lies in i's document (rows are separate documents when cu is None)."""
     B, T, H, D = q.shape
-    rep = H // k.shape[2]
     N = B * T
-    qf, kf, vf = (t.reshape(N, t.shape[2], D).float() for t in (q, k, v))
-    doc = torch.zeros(N, dtype=torch.long)
+    doc = [n // T for n in range(N)]
     if cu is not None:
-        for n, (a, b) in enumerate(zip(cu[:-1], cu[1:])):
-            doc[a:b] = n
-    else:
-        doc = torch.arange(N) // T  # rows are separate sequences
-    outs = []
-    for i in range(N):
-        js = [j for j in range(N) if j <= i and doc[j] == doc[i] and (window is None or i - j < window)]
-        kk = kf[js].repeat_interleave(rep, dim=1)  # [n, H, D]
-        vv = vf[js].repeat_interleave(rep, dim=1)
-        s = torch.einsum("hd,nhd->hn", qf[i], kk) / D ** 0.5
-        outs.append(torch.einsum("hn,nhd->hd", s.softmax(-1), vv))
-    return torch.stack(outs).reshape(B, T, H, D)
+        doc = [next(d for d in range(len(cu) - 1) if cu[d] <= n < cu[d + 1]) for n in range(N)]
+    mask = torch.tensor([[j <= i and doc[j] == doc[i] and (window is None or i - j < window)
+                          for j in range(N)] for i in range(N)])
+    rep = H // k.shape[2]
+    qf = q.reshape(N, H, D).float()
+    kf = k.reshape(N, -1, D).float().repeat_interleave(rep, dim=1)
+    vf = v.reshape(N, -1, D).float().repeat_interleave(rep, dim=1)
+    s = torch.einsum("ihd,jhd->hij", qf, kf) / D ** 0.5
+    p = s.masked_fill(~mask, float("-inf")).softmax(-1)
+    return torch.einsum("hij,jhd->ihd", p, vf).reshape(B, T, H, D)
 
 
 def _qkv(B, T, H, Hkv, D):
@@ -59,6 +56,9 @@ CASES = [  # (B, T, H, Hkv, D, window, cu_seqlens)
     (1, 19, 4, 1, 16, None, None),  # MQA
     (2, 20, 4, 2, 16, 4, [0, 7, 20, 21, 40]),  # packed docs (a 1-token doc), window
     (1, 30, 2, 2, 16, None, [0, 13, 30]),  # packed docs, global
+    (2, 1, 2, 1, 16, None, None),  # T = 1
+    (1, 1, 2, 2, 16, 1, None),  # T = 1, W = 1
+    (1, 130, 2, 1, 16, 64, [0, 100, 130]),  # crosses FlexAttention's 128-token blocks
 ]
 
 
