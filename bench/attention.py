@@ -375,6 +375,87 @@ def render(json_path: Path, note: str = "") -> Path:
     return md
 
 
+def flex_probe(out: Path, budget: float) -> dict:
+    """Where does FlexAttention time go? SWA-2048 fwd+bwd through zoo's wrapper ([B,T,H,D] strided
+    views) against the same compiled kernel on contiguous [B,H,T,D] tensors, a contiguous copy
+    inside the wrapper, and max-autotune; SDPA causal as the same-run baseline."""
+    import torch
+    from torch.nn.attention.flex_attention import flex_attention
+    A = _import_attention()
+    t0, rows = time.time(), []
+    dev, H, D, W = torch.device("cuda"), 16, 128, 2048
+    tuned = torch.compile(flex_attention, dynamic=False, mode="max-autotune-no-cudagraphs")
+
+    def timeit(step, leaves, reps=30):
+        def reset():
+            for t in leaves:
+                t.grad = None
+        for _ in range(2):
+            reset()
+            step()
+        torch.cuda.synchronize()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        ts = []
+        for _ in range(reps):
+            reset()
+            s.record()
+            step()
+            e.record()
+            torch.cuda.synchronize()
+            ts.append(s.elapsed_time(e))
+        return sorted(ts)[reps // 2]
+
+    for B, T in ((1, 8192), (2, 8192), (1, 32768)):
+        mk = lambda *shape: torch.randn(*shape, device=dev, dtype=torch.bfloat16, requires_grad=True)  # noqa
+        q, k, v = mk(B, T, H, D), mk(B, T, H, D), mk(B, T, H, D)
+        go = torch.randn_like(q)
+        qh, kh, vh = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
+        goh = go.transpose(1, 2).contiguous()
+        bm = A._block_mask(T, A.window_left(W), None, dev)
+        fn = A._flex_fn(True)
+
+        def wrapper():
+            A.attention(q, k, v, W, backend="flex").backward(go)
+
+        def contiguous_in_wrapper():
+            o = fn(*(t.transpose(1, 2).contiguous() for t in (q, k, v)), block_mask=bm)
+            o.transpose(1, 2).backward(go)
+
+        def raw():
+            fn(qh, kh, vh, block_mask=bm).backward(goh)
+
+        def raw_tuned():
+            tuned(qh, kh, vh, block_mask=bm).backward(goh)
+
+        def sdpa():
+            A.attention(q, k, v, None, backend="sdpa").backward(go)
+
+        for name, step in (("sdpa causal (global)", sdpa), ("flex via zoo wrapper", wrapper),
+                           ("flex, contiguous copies in wrapper", contiguous_in_wrapper),
+                           ("flex raw [B,H,T,D]", raw), ("flex raw, max-autotune", raw_tuned)):
+            row = dict(B=B, T=T, H=H, D=D, window=None if name.startswith("sdpa") else W, variant=name)
+            if time.time() - t0 > budget:
+                row["skipped"] = "time budget"
+            elif step is raw_tuned and (B, T) != (1, 8192):
+                row["skipped"] = "max-autotune tried at 1x8192 only (its tuning takes minutes)"
+            else:
+                try:
+                    t = time.time()
+                    row["ms"] = timeit(step, (q, k, v, qh, kh, vh))
+                    row["wall_s"] = round(time.time() - t, 1)
+                except Exception as exc:
+                    row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            rows.append(row)
+            print("probe", row, flush=True)
+    res = dict(card=torch.cuda.get_device_name(), torch=torch.__version__,
+               date_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               command=" ".join([os.path.basename(sys.executable)] + sys.argv), rows=rows)
+    (out / "attention.flex_probe.json").write_text(json.dumps(res, indent=1))
+    for r in rows:
+        print(f"{r['B']}x{r['T']} {r['variant']:38s} {r.get('ms', float('nan')):8.3f} {r.get('error', r.get('skipped', ''))}")
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/results"), help="folder for attention.json")
@@ -382,6 +463,7 @@ def main():
     ap.add_argument("--render", type=Path, help="write attention.md from this attention.json and exit")
     ap.add_argument("--note", default="", help="with --render: a paragraph to put under the header")
     ap.add_argument("--smoke", action="store_true", help="check the script's logic on the CPU (tiny shapes)")
+    ap.add_argument("--flex-probe", action="store_true", help="only the FlexAttention layout/tuning probe")
     args = ap.parse_args()
     if args.render:
         print(render(args.render, args.note))
@@ -396,6 +478,9 @@ def main():
         torch._dynamo.config.recompile_limit = 256
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.flex_probe:
+        flex_probe(out, args.budget)
+        return
     b = Bench(out, args.budget, smoke=args.smoke)
     print("backends:", b.backends, "flash:", b.res["flash"], flush=True)
     b.run_checks()
