@@ -12,7 +12,7 @@ from zoo.cli import main
 from zoo.config import load_recipe
 from zoo.model import ZooModel
 from zoo.sweep import (SweepConfig, SweepError, _query_logits, finished_keys, grid_points, latest_per_key,
-                       load_records, load_sweep_recipe, parse_axis, point_key, run_point, split_values)
+                       load_records, load_sweep_recipe, max_labelled, parse_axis, point_key, run_point, split_values)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,10 +94,14 @@ def test_query_logits_match_full_forward():
     ids = torch.randint(0, 32, (3, 12))
     labels = torch.full((3, 12), -100)
     labels[0, 3], labels[2, 7], labels[2, 11] = 5, 6, 7
-    logits, target = _query_logits(model, ids, labels)
+    kmax = max_labelled(labels)
+    assert kmax == 2
+    logits, target = _query_logits(model, ids, labels, kmax)
     full = model(ids)
-    assert torch.equal(target, torch.tensor([5, 6, 7]))
-    assert torch.allclose(logits, full[labels != -100], atol=1e-6)
+    assert logits.shape == (3, 2, 32)
+    assert target.tolist() == [[5, -100], [-100, -100], [6, 7]]  # rows with fewer labels are padded
+    scored = target != -100
+    assert torch.allclose(logits[scored], full[labels != -100], atol=1e-6)
 
 
 def test_tiny_sweep_end_to_end_and_resume(tmp_path, capsys):

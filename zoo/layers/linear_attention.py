@@ -19,7 +19,8 @@ entering each chunk is a (segmented) prefix sum of the chunks' ``Kᵀ V``. Packe
 (``cu_seqlens``) are laid out so that every chunk belongs to one document (each document padded
 to a multiple of C), so the state never crosses a document start. The state math is fp32; with
 packed documents the prefix sum runs in fp64 so that subtracting a document's starting prefix
-loses no precision. The same function serves CPU and CUDA (no Triton kernel: the cost is a few
+loses no precision, and autocast is off inside (its bf16 matmuls would round the state). The
+same function serves CPU and CUDA (no Triton kernel: the cost is a few
 small batched matmuls).
 """
 from __future__ import annotations
@@ -85,6 +86,13 @@ def chunk_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     if cu_seqlens is not None and B != 1:
         raise ValueError(f"linear attention: packed input (cu_seqlens) needs batch size 1, got {B}")
     scale = K ** -0.5 if scale is None else scale
+    with torch.autocast(q.device.type, enabled=False):  # the state math stays fp32 under autocast
+        return _chunk(q, k, v, scale, initial_state, output_final_state, cu_seqlens, chunk_size)
+
+
+def _chunk(q, k, v, scale, initial_state, output_final_state, cu_seqlens, chunk_size):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
     f32 = torch.promote_types(q.dtype, torch.float32)
     if cu_seqlens is None:  # B documents of T tokens: pad T to a multiple of C, chunk each row
         C = max(1, min(chunk_size, T))  # short inputs (decode steps) need no padding to a full chunk

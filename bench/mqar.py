@@ -1,0 +1,163 @@
+"""The synthetic recall suite on one GPU: `zoo sweep` stages in priority order under one time budget.
+
+    python bench/mqar.py --out DIR --budget 420            # on the GPU machine
+    python bench/mqar.py --render                           # here: bench/results/mqar.{json,md,png}, mad.*
+
+Stages (each a `zoo sweep` grid; every finished run is appended to DIR/mqar.jsonl or DIR/mad.jsonl
+at once, and points already in those files are skipped, so a later call continues the grid):
+
+  1. MQAR seq 512 / 64 pairs, DeltaNet vs linear attention at d_model 128 and 256 (the headline)
+  2. MQAR seq 512 / 64 pairs, Gated DeltaNet, global attention, SWA, hybrid at d_model 128
+  3. MQAR seq 256 / 16 pairs, all six patterns at d_model 128
+  4. MQAR seq 512 / 64 pairs, DeltaNet and linear attention at d_model 64 and 512
+  5. the rest of the MQAR grid (recipes/mqar.yaml), easy settings first
+  6. MAD (recipes/mad.yaml): DeltaNet and Transformer
+
+Before running, DIR/*.jsonl are seeded from bench/results/*.jsonl (the committed results). The GPU
+machine has no install of the project: ./kernels is mapped to zoo.kernels here. The chunkwise
+Triton kernels (zoo.kernels.chunk_delta_rule / chunk_gated_delta_rule) are first checked against
+the PyTorch chunkwise references at MQAR shapes (bf16, output and gradients); if one is missing,
+fails or disagrees, the layers' CUDA path is pointed at the reference instead, and every record
+says which path ran (``kernel_path``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+S512, S256 = "data.seq_len:data.mqar.num_kv_pairs=512:64", "data.seq_len:data.mqar.num_kv_pairs=256:16"
+ALL6 = "model.pattern=delta*2,gdelta*2,linear*2,swa*2,attn*2,delta swa"
+STAGES = [  # (recipe, grid axes, pinned overrides)
+    ("mqar", [S512, "model.d_model:model.n_heads=128:1,256:1", "model.pattern=delta*2,linear*2"], []),
+    ("mqar", [S512, "model.d_model:model.n_heads=128:1", "model.pattern=gdelta*2,attn*2,swa*2,delta swa"], []),
+    ("mqar", [S256, "model.d_model:model.n_heads=128:1", ALL6], []),
+    ("mqar", [S512, "model.d_model:model.n_heads=64:1,512:2", "model.pattern=delta*2,linear*2"], []),
+    ("mqar", [], []),  # the recipe's own grid
+    ("mad", [], []),
+]
+
+
+def import_zoo():
+    """zoo with zoo.kernels mapped to ./kernels when the project is not installed (GPU machine)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import zoo.kernels  # noqa: F401
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["zoo.kernels"] = mod
+        spec.loader.exec_module(mod)
+    import zoo.kernels as zk
+
+    return zk
+
+
+def check_kernel(zk, name: str) -> str:
+    """'' when zk.<name> matches the PyTorch chunkwise reference (fwd + grads, bf16, MQAR shapes), else why not."""
+    import torch
+
+    if not hasattr(zk, name):
+        return "missing"
+    torch.manual_seed(0)
+    B, T, H, K = 4, 512, 2, 64
+    dev = "cuda"
+    q, k = (torch.nn.functional.normalize(torch.randn(B, T, H, K, device=dev), dim=-1) for _ in range(2))
+    v = torch.randn(B, T, H, K, device=dev)
+    beta = torch.rand(B, T, H, device=dev).sigmoid()
+    g = -torch.rand(B, T, H, device=dev) * 0.1
+    extra = (g,) if "gated" in name else ()
+    inputs = [x.to(torch.bfloat16).requires_grad_() for x in (q, k, v, *extra, beta)]
+    ref_in = [x.detach().float().requires_grad_() for x in inputs]
+    w = torch.randn(B, T, H, K, device=dev)
+    try:
+        o, _ = getattr(zk, name)(*inputs)
+        grads = torch.autograd.grad((o.float() * w).sum(), inputs)
+    except Exception as err:  # a kernel that cannot run here is reported, and the reference is used
+        return f"error: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    o_r, _ = getattr(zk, "torch_" + name)(*ref_in, chunk_size=64)
+    grads_r = torch.autograd.grad((o_r * w).sum(), ref_in)
+    rel = lambda a, b: ((a.float() - b).norm() / b.norm().clamp_min(1e-30)).item()  # noqa: E731
+    errs = [rel(o, o_r)] + [rel(a, b) for a, b in zip(grads, grads_r)]
+    return "" if all(e < 2e-2 for e in errs) else f"mismatch vs reference (rel errors {[round(e, 4) for e in errs]})"
+
+
+def kernel_path(zk) -> str:
+    """'triton' when the chunkwise kernels exist and match the reference; else patch in the references."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu (PyTorch chunkwise)"
+    problems = {n: check_kernel(zk, n) for n in ("chunk_delta_rule", "chunk_gated_delta_rule")}
+    missing = [n for n, why in problems.items() if why]
+    if not missing:
+        return "triton"
+    import functools
+
+    for name in missing:
+        print(f"NOTICE: zoo.kernels.{name}: {problems[name]}", flush=True)
+        ref = getattr(zk, "torch_" + name)
+        setattr(zk, name, functools.partial(ref, chunk_size=64))
+    print(f"NOTICE: DeltaNet layers run the PyTorch chunkwise reference on CUDA instead of "
+          f"{', '.join(missing)} for this benchmark", flush=True)
+    return "torch-chunk for " + ", ".join(f"{n} ({problems[n]})" for n in missing)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="where the .jsonl results go (default: bench/results)")
+    ap.add_argument("--budget", type=float, default=420.0, help="wall seconds for all stages together")
+    ap.add_argument("--stages", default="1,2,3,4,5,6", help="comma-separated stage numbers, in order")
+    ap.add_argument("--render", action="store_true", help="only rewrite bench/results/{mqar,mad}.{json,md,png}")
+    args = ap.parse_args()
+    zk = import_zoo()
+    from zoo.sweep import command_line, load_records, render, run_sweep
+
+    if args.render:
+        for name in ("mqar", "mad"):
+            if (RESULTS / f"{name}.jsonl").is_file():
+                render(RESULTS / name, title=f"{name.upper()} on {_cards(load_records(RESULTS / f'{name}.jsonl'))}")
+        return
+    import torch
+
+    t0 = time.perf_counter()
+    out = Path(args.out) if args.out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("mqar", "mad"):
+        src, dst = RESULTS / f"{name}.jsonl", out / f"{name}.jsonl"
+        if src.is_file() and src.resolve() != dst.resolve() and not dst.exists():
+            shutil.copy(src, dst)
+    path = kernel_path(zk)
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"torch {torch.__version__}, device {dev}, kernels: {path}", flush=True)
+    for number in [int(s) for s in args.stages.split(",")]:
+        name, grid, pinned = STAGES[number - 1]
+        left = args.budget - (time.perf_counter() - t0)
+        if left < 20:
+            print(f"budget spent before stage {number}", flush=True)
+            break
+        print(f"==== stage {number}: {name} {' '.join(grid) or '(recipe grid)'} ({left:.0f}s left)", flush=True)
+        recipe = f"recipes/{name}.yaml"
+        run_sweep(str(ROOT / recipe), grid, pinned, out=str(out / name), budget=left, report=False,
+                  command=command_line(recipe, pinned, grid, f"bench/results/{name}"), extra={"kernel_path": path})
+    for name in ("mqar", "mad"):
+        recs = load_records(out / f"{name}.jsonl")
+        if recs:
+            print(f"---- {name}: {len(recs)} records")
+            for r in recs:
+                print(f"{r['pattern']:>12} d={r['d_model']:<4} {r['task']:<28} acc={r['accuracy']:.4f} "
+                      f"{r['status']:<8} steps={r['steps']:<5} {r['steps_per_s']} steps/s {r['seconds']}s")
+
+
+def _cards(records) -> str:
+    return ", ".join(sorted({r.get("device", "?") for r in records}))
+
+
+if __name__ == "__main__":
+    main()
