@@ -483,7 +483,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--fla-steps", type=int, default=16)
     ap.add_argument("--chunk", type=int, default=4096, help="prefill chunk (tokens)")
-    ap.add_argument("--budget", type=float, default=420.0, help="seconds before the rest is skipped")
+    ap.add_argument("--budget", type=float, default=400.0, help="seconds before the rest is skipped")
     ap.add_argument("--no-graphs", action="store_true")
     ap.add_argument("--no-fla", action="store_true")
     args = ap.parse_args(argv)
@@ -495,8 +495,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         args.contexts = args.contexts or [1024 * 2 ** i for i in range(7)]
         args.batches = args.batches or [1, 64]
     args.contexts = sorted(args.contexts)
+    with torch.no_grad():
+        return run(args)
+
+
+def run(args) -> Dict[str, Any]:
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
-    torch.set_grad_enabled(False)
     import_zoo()
     deadline = time.time() + args.budget
     rows: List[dict] = []
@@ -507,15 +511,26 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if name not in patterns:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(patterns)}")
     fla = "deltanet" in order and not args.no_fla and device.type == "cuda"
+    sections = []
     if "deltanet" in order:  # the comparison that matters first: zoo vs fla at batch 1
-        bench_zoo("deltanet", patterns["deltanet"], args, device, deadline, rows, notes)
+        sections.append(lambda: bench_zoo("deltanet", patterns["deltanet"], args, device, deadline, rows, notes))
         if fla:
-            bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b == 1])
+            sections.append(lambda: bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b == 1]))
     for name in order:
         if name != "deltanet":
-            bench_zoo(name, patterns[name], args, device, deadline, rows, notes)
+            sections.append(lambda name=name: bench_zoo(name, patterns[name], args, device, deadline, rows, notes))
     if fla:  # large-batch fla last: its prefill through HF generate is the slowest part
-        bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b != 1])
+        sections.append(lambda: bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b != 1]))
+    for section in sections:
+        try:
+            section()
+        except Exception as err:  # one broken section must not lose the others' numbers
+            traceback.print_exc()
+            _note(notes, f"a section failed: {type(err).__name__}: {str(err)[:300]}")
+            free(device)
+        if args.out:  # partial results survive a time-out
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "generate.partial.json").write_text(json.dumps({"notes": notes, "rows": rows}, indent=1))
     result = {
         "script": "bench/generate.py", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
@@ -534,6 +549,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "generate.json").write_text(json.dumps(result, indent=1) + "\n")
         (args.out / "generate.md").write_text(md)
+        (args.out / "generate.partial.json").unlink(missing_ok=True)
     print(md)
     return result
 
