@@ -167,3 +167,22 @@ def test_cli_generate(trained_run, monkeypatch, capsys):
     with pytest.raises(SystemExit, match="0"):
         main(["generate", "Year:", "-n", "3", "--device", "cpu"])
     assert "latest run" in capsys.readouterr().out
+
+
+def test_online_squad_completion_gets_the_paper_settings():
+    """lm-eval 0.4.13 gives squad_completion 256 tokens and "\\n\\n"; zoo eval pins "\\n" and 48."""
+    from zoo.eval.mirrors import SQuADCompletionMirror
+    from zoo.eval.runner import _paper_squad
+
+    task = SQuADCompletionMirror({"metadata": {"zoo_source": "sample"}})
+    task.config.generation_kwargs = {"until": ["\n\n"], "max_gen_toks": 256}  # lm-eval's default for it
+
+    class Manager:
+        def load(self, names):
+            assert names == ["squad_completion"]
+            return {"tasks": {"squad_completion": task}}
+
+    patched = _paper_squad(Manager())
+    doc = patched.eval_docs[0]
+    (request,) = patched.construct_requests(doc, patched.doc_to_text(doc), metadata=("squad_completion", 0, 1))
+    assert request.arguments[1] == {"until": ["\n"], "max_gen_toks": 48}
