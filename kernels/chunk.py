@@ -46,6 +46,22 @@ def _interpreting() -> bool:
 # Launch parameters; tests and benchmarks may override entries (e.g. {"fwd_bv": 32}).
 TUNING: dict = {}
 
+# Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
+# cores) and which intermediate buffers are stored in fp32. "fast" rounds every intermediate to
+# the input dtype, as fla does (relative RMS errors near 1.3e-2 against an fp32 reference);
+# "balanced" keeps dots and the small per-token buffers in fp32 and only the per-chunk states
+# (the largest buffers) and Tinv in the input dtype (errors near 4e-3); "accurate" keeps all.
+PRESETS = {
+    "fast": dict(stages=(), bufs=()),
+    "balanced": dict(stages=("prep", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "vn", "dvn")),
+    "accurate": dict(stages=("prep", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "tinv", "hs", "vn", "dhs", "dvn")),
+}
+DEFAULT_PRECISION = "balanced"
+
+
+def _preset() -> dict:
+    return PRESETS[TUNING.get("precision", DEFAULT_PRECISION)]
+
 _TL_DTYPE = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
@@ -65,15 +81,25 @@ def _inv16(a):
 
 
 @triton.jit
+def _mm(a, b, UP: tl.constexpr):
+    """tl.dot; under the interpreter (UP) the operands, already rounded to the kernel's dot
+    dtype, are upcast to fp32 first, because the interpreter's bf16/fp16 dot is wrong."""
+    if UP:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32))
+    else:
+        return tl.dot(a, b)
+
+
+@triton.jit
 def _dot32(a, b):
     """Exact-ish fp32 product of two small fp32 tiles (ieee on GPU)."""
     return tl.dot(a, b, input_precision="ieee")
 
 
 @triton.jit
-def _a_block(kb_i, kb_j, b_i, g_i, g_j, DIAG: tl.constexpr, USE_G: tl.constexpr):
+def _a_block(kb_i, kb_j, b_i, g_i, g_j, DIAG: tl.constexpr, USE_G: tl.constexpr, UP: tl.constexpr):
     """16x16 block of A = diag(beta) (K K^T * exp(G_i - G_j)), strictly lower on the diagonal."""
-    a = tl.dot(kb_i, tl.trans(kb_j)) * b_i[:, None]
+    a = _mm(kb_i, tl.trans(kb_j), UP) * b_i[:, None]
     o = tl.arange(0, 16)
     if USE_G:
         d = g_i[:, None] - g_j[None, :]
@@ -140,7 +166,7 @@ def _prep_kernel(
     w_out, u_out, p_out, g_out, t_out,
     scale, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, STORE_T: tl.constexpr, DT: tl.constexpr,
+    USE_G: tl.constexpr, STORE_T: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     i_c = tl.program_id(0)
     h = tl.program_id(1)
@@ -171,16 +197,16 @@ def _prep_kernel(
         g3 = g0
 
     # diagonal blocks of (I + A)^-1
-    x00 = _inv16(_a_block(k0, k0, b0, g0, g0, True, USE_G))
-    x11 = _inv16(_a_block(k1, k1, b1, g1, g1, True, USE_G))
-    x22 = _inv16(_a_block(k2, k2, b2, g2, g2, True, USE_G))
-    x33 = _inv16(_a_block(k3, k3, b3, g3, g3, True, USE_G))
-    a10 = _a_block(k1, k0, b1, g1, g0, False, USE_G)
-    a20 = _a_block(k2, k0, b2, g2, g0, False, USE_G)
-    a21 = _a_block(k2, k1, b2, g2, g1, False, USE_G)
-    a30 = _a_block(k3, k0, b3, g3, g0, False, USE_G)
-    a31 = _a_block(k3, k1, b3, g3, g1, False, USE_G)
-    a32 = _a_block(k3, k2, b3, g3, g2, False, USE_G)
+    x00 = _inv16(_a_block(k0, k0, b0, g0, g0, True, USE_G, UP))
+    x11 = _inv16(_a_block(k1, k1, b1, g1, g1, True, USE_G, UP))
+    x22 = _inv16(_a_block(k2, k2, b2, g2, g2, True, USE_G, UP))
+    x33 = _inv16(_a_block(k3, k3, b3, g3, g3, True, USE_G, UP))
+    a10 = _a_block(k1, k0, b1, g1, g0, False, USE_G, UP)
+    a20 = _a_block(k2, k0, b2, g2, g0, False, USE_G, UP)
+    a21 = _a_block(k2, k1, b2, g2, g1, False, USE_G, UP)
+    a30 = _a_block(k3, k0, b3, g3, g0, False, USE_G, UP)
+    a31 = _a_block(k3, k1, b3, g3, g1, False, USE_G, UP)
+    a32 = _a_block(k3, k2, b3, g3, g2, False, USE_G, UP)
     # off-diagonal blocks by block forward substitution: X_ij = -X_ii sum_m A_im X_mj
     x10 = -_dot32(x11, _dot32(a10, x00))
     x21 = -_dot32(x22, _dot32(a21, x11))
@@ -212,14 +238,14 @@ def _prep_kernel(
         y1 = (k1 * b1[:, None]).to(DT)
         y2 = (k2 * b2[:, None]).to(DT)
         y3 = (k3 * b3[:, None]).to(DT)
-    _store_rows(w_out, tl.dot(x00.to(DT), y0), t0, eos, H, h, K, BK, 16, 0)
-    _store_rows(w_out, tl.dot(x10.to(DT), y0) + tl.dot(x11.to(DT), y1), t0 + 16, eos, H, h, K, BK, 16, 0)
+    _store_rows(w_out, _mm(x00.to(DT), y0, UP), t0, eos, H, h, K, BK, 16, 0)
+    _store_rows(w_out, _mm(x10.to(DT), y0, UP) + _mm(x11.to(DT), y1, UP), t0 + 16, eos, H, h, K, BK, 16, 0)
     _store_rows(
-        w_out, tl.dot(x20.to(DT), y0) + tl.dot(x21.to(DT), y1) + tl.dot(x22.to(DT), y2), t0 + 32, eos, H, h, K, BK, 16, 0
+        w_out, _mm(x20.to(DT), y0, UP) + _mm(x21.to(DT), y1, UP) + _mm(x22.to(DT), y2, UP), t0 + 32, eos, H, h, K, BK, 16, 0
     )
     _store_rows(
         w_out,
-        tl.dot(x30.to(DT), y0) + tl.dot(x31.to(DT), y1) + tl.dot(x32.to(DT), y2) + tl.dot(x33.to(DT), y3),
+        _mm(x30.to(DT), y0, UP) + _mm(x31.to(DT), y1, UP) + _mm(x32.to(DT), y2, UP) + _mm(x33.to(DT), y3, UP),
         t0 + 48, eos, H, h, K, BK, 16, 0,
     )
     # U = Tinv (beta V), in column blocks of BV
@@ -228,15 +254,15 @@ def _prep_kernel(
         z1 = (_load_rows(v, t0 + 16, eos, H, h, V, BV, 16, v0) * b1[:, None]).to(DT)
         z2 = (_load_rows(v, t0 + 32, eos, H, h, V, BV, 16, v0) * b2[:, None]).to(DT)
         z3 = (_load_rows(v, t0 + 48, eos, H, h, V, BV, 16, v0) * b3[:, None]).to(DT)
-        _store_rows(u_out, tl.dot(x00.to(DT), z0), t0, eos, H, h, V, BV, 16, v0)
-        _store_rows(u_out, tl.dot(x10.to(DT), z0) + tl.dot(x11.to(DT), z1), t0 + 16, eos, H, h, V, BV, 16, v0)
+        _store_rows(u_out, _mm(x00.to(DT), z0, UP), t0, eos, H, h, V, BV, 16, v0)
+        _store_rows(u_out, _mm(x10.to(DT), z0, UP) + _mm(x11.to(DT), z1, UP), t0 + 16, eos, H, h, V, BV, 16, v0)
         _store_rows(
-            u_out, tl.dot(x20.to(DT), z0) + tl.dot(x21.to(DT), z1) + tl.dot(x22.to(DT), z2),
+            u_out, _mm(x20.to(DT), z0, UP) + _mm(x21.to(DT), z1, UP) + _mm(x22.to(DT), z2, UP),
             t0 + 32, eos, H, h, V, BV, 16, v0,
         )
         _store_rows(
             u_out,
-            tl.dot(x30.to(DT), z0) + tl.dot(x31.to(DT), z1) + tl.dot(x32.to(DT), z2) + tl.dot(x33.to(DT), z3),
+            _mm(x30.to(DT), z0, UP) + _mm(x31.to(DT), z1, UP) + _mm(x32.to(DT), z2, UP) + _mm(x33.to(DT), z3, UP),
             t0 + 48, eos, H, h, V, BV, 16, v0,
         )
 
@@ -244,7 +270,7 @@ def _prep_kernel(
     o64 = tl.arange(0, 64)
     qf = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
     kf = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
-    s = tl.dot(qf, tl.trans(kf)) * scale
+    s = _mm(qf, tl.trans(kf), UP) * scale
     causal = o64[:, None] >= o64[None, :]
     if USE_G:
         s = s * tl.exp(tl.where(causal, gl[:, None] - gl[None, :], 0.0))
@@ -262,7 +288,7 @@ def _fwd_kernel(
     scale, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
-    OUTPUT: tl.constexpr, STORE_H: tl.constexpr, DT: tl.constexpr,
+    OUTPUT: tl.constexpr, STORE_H: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
@@ -287,17 +313,17 @@ def _fwd_kernel(
             tl.store(h_out + ((co + c) * H + h) * (K * V) + st_off, b_h.to(h_out.dtype.element_ty), mask=mkv)
         b_hd = b_h.to(DT)
         b_w = _load_rows(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
-        b_vn = _load_rows(u, t0, eos, H, h, V, BV, 64, v0).to(tl.float32) - tl.dot(b_w, b_hd)
+        b_vn = _load_rows(u, t0, eos, H, h, V, BV, 64, v0).to(tl.float32) - _mm(b_w, b_hd, UP)
         if STORE_H:
             _store_rows(vn_out, b_vn, t0, eos, H, h, V, BV, 64, v0)
         b_vnd = b_vn.to(DT)
         if OUTPUT:
             b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
             b_p = _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
-            b_oi = tl.dot(b_q, b_hd) * scale
+            b_oi = _mm(b_q, b_hd, UP) * scale
             if USE_G:
                 b_oi = b_oi * tl.exp(_load_vec(gcum, t0, eos, H, h, 64))[:, None]
-            _store_rows(o, b_oi + tl.dot(b_p, b_vnd), t0, eos, H, h, V, BV, 64, v0)
+            _store_rows(o, b_oi + _mm(b_p, b_vnd, UP), t0, eos, H, h, V, BV, 64, v0)
         b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
         if USE_G:
             # decay each key to the chunk end: scale the rows of U - W S instead of the keys
@@ -305,7 +331,7 @@ def _fwd_kernel(
             g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
             b_vnd = (b_vn * tl.exp(g_last - b_g)[:, None]).to(DT)
             b_h = b_h * tl.exp(g_last)
-        b_h += tl.dot(b_kt, b_vnd)
+        b_h += _mm(b_kt, b_vnd, UP)
     if STORE_HT:
         tl.store(ht + i_nh.to(tl.int64) * K * V + st_off, b_h, mask=mkv)
 
@@ -319,7 +345,7 @@ def _bwd_dh_kernel(
     dh_out, dvn_out, dh0,
     scale, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr,
+    USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
@@ -345,7 +371,7 @@ def _bwd_dh_kernel(
         b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
         b_do = _load_rows(do, t0, eos, H, h, V, BV, 64, v0)
         b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
-        b_kdh = tl.dot(b_k, b_dhd)
+        b_kdh = _mm(b_k, b_dhd, UP)
         if USE_G:
             b_g = _load_vec(gcum, t0, eos, H, h, 64)
             g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
@@ -353,13 +379,13 @@ def _bwd_dh_kernel(
             b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
         else:
             b_dos = (b_do.to(tl.float32) * scale).to(DT)
-        b_dvn = tl.dot(b_pt, b_do.to(DT)) + b_kdh
+        b_dvn = _mm(b_pt, b_do.to(DT), UP) + b_kdh
         _store_rows(dvn_out, b_dvn, t0, eos, H, h, V, BV, 64, v0)
         b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
         b_wt = _load_rows_t(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
         if USE_G:
             b_dh = b_dh * tl.exp(g_last)
-        b_dh += tl.dot(b_qt, b_dos) - tl.dot(b_wt, b_dvn.to(DT))
+        b_dh += _mm(b_qt, b_dos, UP) - _mm(b_wt, b_dvn.to(DT), UP)
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + st_off, b_dh, mask=mkv)
 
@@ -386,7 +412,7 @@ def _bwd_kernel(
     dq, dk, dv, dbeta, dg,
     scale, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, DT: tl.constexpr, PREC: tl.constexpr,
+    USE_G: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     i_c = tl.program_id(0)
     h = tl.program_id(1)
@@ -415,10 +441,10 @@ def _bwd_kernel(
     for v0 in range(0, V, BV):
         b_dvn = _load_rows(dvn, t0, eos, H, h, V, BV, 64, v0).to(DT)
         b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0).to(tl.float32)
-        b_dp += tl.dot(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT),
-                       tl.trans(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT)))
-        b_dtin += tl.dot(b_dvn, tl.trans((b_v * b_b[:, None]).to(DT)))
-        b_dxv = tl.dot(b_tdt, b_dvn)
+        b_dp += _mm(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT),
+                       tl.trans(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT)), UP)
+        b_dtin += _mm(b_dvn, tl.trans((b_v * b_b[:, None]).to(DT)), UP)
+        b_dxv = _mm(b_tdt, b_dvn, UP)
         _store_rows(dv, b_dxv * b_b[:, None], t0, eos, H, h, V, BV, 64, v0)
         b_db += tl.sum(b_dxv * b_v, 1)
     b_dG = tl.zeros([64], dtype=tl.float32)
@@ -446,18 +472,18 @@ def _bwd_kernel(
             offs = (okk * V)[None, :] + ovv[:, None]
             b_ht = tl.load(hs + st_base + offs, mask=m_kv, other=0.0).to(DT)
             b_dht = tl.load(dhs + st_base + offs, mask=m_kv, other=0.0).to(DT)
-            acc_dq += tl.dot(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT), b_ht)
-            acc_dkt += tl.dot(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT), b_dht)
-            acc_dw -= tl.dot(_load_rows(dvn, t0, eos, H, h, V, BV, 64, v0).to(DT), b_ht)
+            acc_dq += _mm(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT), b_ht, UP)
+            acc_dkt += _mm(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT), b_dht, UP)
+            acc_dw -= _mm(_load_rows(dvn, t0, eos, H, h, V, BV, 64, v0).to(DT), b_ht, UP)
             if USE_G:
                 d_hh += tl.sum(b_ht.to(tl.float32) * b_dht.to(tl.float32), 1)
-        b_dq = acc_dq * (b_eg * scale)[:, None] + tl.dot(b_dpmd, b_kd)
+        b_dq = acc_dq * (b_eg * scale)[:, None] + _mm(b_dpmd, b_kd, UP)
         _store_rows(dq, b_dq, t0, eos, H, h, K, BK, 64, k0)
-        b_dk = acc_dkt * b_kdec[:, None] + tl.dot(b_dpmtd, b_qd)
+        b_dk = acc_dkt * b_kdec[:, None] + _mm(b_dpmtd, b_qd, UP)
         b_xk = (b_kd.to(tl.float32) * (b_b * b_eg)[:, None]).to(DT)
         b_dwd = acc_dw.to(DT)
-        b_dtin += tl.dot(b_dwd, tl.trans(b_xk))
-        b_dxk = tl.dot(b_tdt, b_dwd)
+        b_dtin += _mm(b_dwd, tl.trans(b_xk), UP)
+        b_dxk = _mm(b_tdt, b_dwd, UP)
         b_dk += b_dxk * (b_b * b_eg)[:, None]
         b_db += tl.sum(b_dxk * b_kd.to(tl.float32), 1) * b_eg
         if USE_G:
@@ -471,9 +497,9 @@ def _bwd_kernel(
     b_kk = tl.zeros([64, 64], dtype=tl.float32)
     for k0 in range(0, K, BK):
         b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
-        b_kk += tl.dot(b_kd, tl.trans(b_kd))
-    b_da = tl.dot(b_tdt, b_dtin.to(DT), input_precision=PREC)
-    b_da = -tl.dot(b_da.to(DT), b_tdt, input_precision=PREC)
+        b_kk += _mm(b_kd, tl.trans(b_kd), UP)
+    b_da = _mm(b_tdt, b_dtin.to(DT), UP)
+    b_da = -_mm(b_da.to(DT), b_tdt, UP)
     b_gkk = tl.where(strict, b_kk * _gamma(gcum, t0, eos, H, h, USE_G), 0.0)
     b_db += tl.sum(b_da * b_gkk, 1)
     if USE_G:
@@ -487,7 +513,7 @@ def _bwd_kernel(
     for k0 in range(0, K, BK):
         b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
         b_dk = _load_rows(dk, t0, eos, H, h, K, BK, 64, k0).to(tl.float32)
-        b_dk += tl.dot(b_dkkd, b_kd) + tl.dot(b_dkktd, b_kd)
+        b_dk += _mm(b_dkkd, b_kd, UP) + _mm(b_dkktd, b_kd, UP)
         _store_rows(dk, b_dk, t0, eos, H, h, K, BK, 64, k0)
     rows = t0 + o64
     tl.store(dbeta + rows.to(tl.int64) * H + h, b_db.to(dbeta.dtype.element_ty), mask=rows < eos)
@@ -539,15 +565,27 @@ def _cfg(name: str, default):
     return TUNING.get(name, default)
 
 
-def _dot_dtype(dtype: torch.dtype):
-    # The interpreter's bf16/fp16 dot is wrong: run every dot in fp32 there.
-    if _interpreting() or dtype == torch.float32:
-        return tl.float32
-    return _TL_DTYPE[dtype]
+def _dot_dtype(dtype: torch.dtype, stage: str):
+    """Operand dtype of a stage's dots: the input dtype, or fp32 (tf32 tensor cores) where
+    TUNING[stage + '_fp32'] asks for it. The interpreter upcasts inside _mm either way."""
+    return tl.float32 if _cfg(stage + "_fp32", stage in _preset()["stages"]) else _TL_DTYPE[dtype]
 
 
-def _rec_block(K: int, V: int, NH: int, name: str) -> Tuple[int, int]:
-    """(BV, num_warps) for the recurrence kernels: big V tiles unless there are too few programs."""
+def _buf(name: str, dtype: torch.dtype) -> torch.dtype:
+    """Storage dtype of an intermediate buffer (input dtype unless TUNING['fp32_bufs'] names it)."""
+    return torch.float32 if name in TUNING.get("fp32_bufs", _preset()["bufs"]) else dtype
+
+
+def _prec(dtype: torch.dtype) -> dict:
+    """fp32 inputs: near-fp32 tensor-core dots (3 x tf32) instead of Triton's tf32 default."""
+    if dtype == torch.float32 and not _interpreting():
+        return {"default_dot_input_precision": "tf32x3"}
+    return {}
+
+
+def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[int, int, int]:
+    """(BV, num_warps, num_stages) for the recurrence kernels: big V tiles unless there are too
+    few programs; software pipelining only where its shared memory fits (16-bit, K <= 128)."""
     BV = _cfg(name + "_bv", None)
     if BV is None:
         BV = min(64, _pow2(V))
@@ -556,26 +594,38 @@ def _rec_block(K: int, V: int, NH: int, name: str) -> Tuple[int, int]:
         if _pow2(K) * BV > 128 * 64:
             BV = max(16, (128 * 64) // _pow2(K))
     nw = _cfg(name + "_warps", 4 if _pow2(K) * BV <= 64 * 64 else 8)
-    return BV, nw
+    wide = dtype == torch.float32 or _dot_dtype(dtype, name) == tl.float32
+    ns = _cfg(name + "_stages", 2 if (not wide and _pow2(K) <= 128) else 1)
+    return BV, nw, ns
+
+
+def _launch(kernel, grid, args, kwargs):
+    """Launch; if the pipelined configuration does not fit in shared memory, retry unpipelined."""
+    try:
+        kernel[grid](*args, **kwargs)
+    except triton.runtime.errors.OutOfResources:
+        if kwargs.get("num_stages", 1) == 1:
+            raise
+        kernel[grid](*args, **dict(kwargs, num_stages=1))
 
 
 def _prep(q, k, v, g, beta, scale, meta, H, store_t):
     Ttot = q.shape[0]
     K, V = q.shape[-1], v.shape[-1]
     dt = q.dtype
-    w = _alloc((Ttot, H, K), device=q.device, dtype=dt)
-    u = _alloc((Ttot, H, V), device=q.device, dtype=dt)
-    p = _alloc((Ttot, H, BT), device=q.device, dtype=dt)
+    w = _alloc((Ttot, H, K), device=q.device, dtype=_buf("w", dt))
+    u = _alloc((Ttot, H, V), device=q.device, dtype=_buf("u", dt))
+    p = _alloc((Ttot, H, BT), device=q.device, dtype=_buf("p", dt))
     gcum = _alloc((Ttot, H), device=q.device, dtype=torch.float32) if g is not None else None
-    tinv = _alloc((Ttot, H, BT), device=q.device, dtype=dt) if store_t else None
+    tinv = _alloc((Ttot, H, BT), device=q.device, dtype=_buf("tinv", dt)) if store_t else None
     if meta.total:
         _prep_kernel[(meta.total, H)](
             q, k, v, beta, g if g is not None else beta, meta.cu, meta.chunk_seq, meta.chunk_idx,
             w, u, p, gcum if gcum is not None else p, tinv if tinv is not None else p,
             scale, H,
             K=K, V=V, BK=_pow2(K), BV=min(64, _pow2(V)),
-            USE_G=g is not None, STORE_T=store_t, DT=_dot_dtype(dt),
-            num_warps=_cfg("prep_warps", 8), num_stages=1,
+            USE_G=g is not None, STORE_T=store_t, DT=_dot_dtype(dt, "prep"), UP=_interpreting(),
+            num_warps=_cfg("prep_warps", 8), num_stages=1, **_prec(dt),
         )
     return w, u, p, gcum, tinv
 
@@ -585,23 +635,23 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
     Ttot, K, V = q.shape[0], q.shape[-1], u.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    BV, nw = _rec_block(K, V, NH, "fwd")
+    BV, nw, ns = _rec_block(K, V, NH, "fwd", dt)
     o = _alloc((Ttot, H, V), device=q.device, dtype=dt) if output else None
     ht = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if output_final_state else None
-    hs = None if output else _alloc((meta.total, H, K, V), device=q.device, dtype=dt)
-    vn = None if output else _alloc((Ttot, H, V), device=q.device, dtype=dt)
+    hs = None if output else _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("hs", dt))
+    vn = None if output else _alloc((Ttot, H, V), device=q.device, dtype=_buf("vn", dt))
     dummy = u
-    _fwd_kernel[(triton.cdiv(V, BV), NH)](
+    _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
         q, k, w, u, p, gcum if gcum is not None else dummy, h0 if h0 is not None else dummy,
         meta.cu, meta.chunk_off,
         o if o is not None else dummy, ht if ht is not None else dummy,
         hs if hs is not None else dummy, vn if vn is not None else dummy,
-        scale, H,
+        scale, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV,
         USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
-        OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt),
-        num_warps=nw, num_stages=_cfg("fwd_stages", 2),
-    )
+        OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt, "fwd"), UP=_interpreting(),
+        num_warps=nw, num_stages=ns, **_prec(dt),
+    ))
     return (o, ht) if output else (hs, vn)
 
 
@@ -611,18 +661,18 @@ def _backward(q, k, v, g, beta, scale, h0, do, dht, meta, H):
     NH = meta.N * H
     w, u, p, gcum, tinv = _prep(q, k, v, g, beta, scale, meta, H, store_t=True)
     hs, vn = _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output=False, output_final_state=False)
-    dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=dt)
-    dvn = _alloc((Ttot, H, V), device=q.device, dtype=dt)
+    dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
+    dvn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("dvn", dt))
     dh0 = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if h0 is not None else None
-    BV, nw = _rec_block(K, V, NH, "bwd_dh")
-    _bwd_dh_kernel[(triton.cdiv(V, BV), NH)](
+    BV, nw, ns = _rec_block(K, V, NH, "bwd_dh", dt)
+    _launch(_bwd_dh_kernel, (triton.cdiv(V, BV), NH), (
         q, k, w, p, gcum if gcum is not None else p, do, dht if dht is not None else p,
         meta.cu, meta.chunk_off, dhs, dvn, dh0 if dh0 is not None else p,
-        scale, H,
+        scale, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV,
-        USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt),
-        num_warps=nw, num_stages=_cfg("bwd_dh_stages", 2),
-    )
+        USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_interpreting(),
+        num_warps=nw, num_stages=ns, **_prec(dt),
+    ))
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
     dk = _alloc(k.shape, device=k.device, dtype=torch.float32)  # re-read by its own program
     dv = _alloc(v.shape, device=v.device, dtype=v.dtype)
@@ -636,9 +686,8 @@ def _backward(q, k, v, g, beta, scale, h0, do, dht, meta, H):
             dq, dk, dv, dbeta, dg if dg is not None else dbeta,
             scale, H,
             K=K, V=V, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
-            USE_G=g is not None, DT=_dot_dtype(dt),
-            PREC="ieee" if interp else ("tf32x3" if dt == torch.float32 else "tf32"),
-            num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1),
+            USE_G=g is not None, DT=_dot_dtype(dt, "bwd"), UP=_interpreting(),
+            num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1), **_prec(dt),
         )
     else:
         dq.zero_(), dk.zero_(), dv.zero_(), dbeta.zero_()
