@@ -365,6 +365,14 @@ def render(json_path: Path, note: str = "") -> Path:
     if "flex_new_cu_seqlens_first_call_s" in r:
         L += ["", f"FlexAttention with a new cu_seqlens at an already-seen length: first call "
                   f"{r['flex_new_cu_seqlens_first_call_s']} s (fwd+bwd, block mask built; a recompile would take seconds)."]
+    probe = json_path.with_name("attention.flex_probe.json")
+    if probe.exists():
+        pr = json.loads(probe.read_text())
+        L += ["", f"## FlexAttention probe (`--flex-probe`, separate run: {pr['card']}, {pr['date_utc']}, "
+              f"`{pr['command']}`), SWA W=2048 fwd+bwd, ms", "", "| B×T | variant | ms |", "|---|---|---|"]
+        for x in pr["rows"]:
+            L.append(f"| {x['B']}×{x['T']} | {x['variant']} | "
+                     f"{('%.3f' % x['ms']) if 'ms' in x else x.get('error', x.get('skipped'))} |")
     if r["skipped"]:
         L += ["", f"Skipped for the time budget: {len(r['skipped'])} measurements: "
               + "; ".join(str(s) for s in r["skipped"][:20])]
