@@ -133,6 +133,9 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path, capsys):
     records = load_records(stem.with_suffix(".jsonl"))
     assert [(r["pattern"], r["status"]) for r in records] == [("delta*2", "done"), ("linear*2", "cut"), ("linear*2", "done")]
     assert "(cut)" not in stem.with_suffix(".md").read_text()
+    # sweep.* overrides steer the runner and leave the points' identity alone
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "sweep.max_seconds=5", "--dry-run")
+    assert "2 already in" in capsys.readouterr().out
 
 
 def test_sweep_errors_are_clear(tmp_path, capsys):
@@ -148,6 +151,9 @@ def test_sweep_errors_are_clear(tmp_path, capsys):
                       base={k: v for k, v in load_sweep_recipe(recipe)[0].items() if k != "data"})
     with pytest.raises(SweepError, match="pooled-state decoder"):
         run_point(cfg, SweepConfig(), "cpu")
+    with pytest.raises(SystemExit):
+        main(["sweep", str(recipe), "--out", str(tmp_path / "o"), "sweep.max_second=3", "--dry-run"])
+    assert "max_second" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.replace("log_every: 1", "log_evry: 1"))
     with pytest.raises(SweepError, match="log_evry"):
@@ -168,3 +174,28 @@ def test_shipped_recipes_build(name, points):
         assert len(model.layers) == 2
     # `zoo train` accepts the same file (the sweep section is carried, not applied)
     assert load_recipe(path).sweep["stop_accuracy"] == sweep.stop_accuracy
+
+
+def test_crashing_point_is_recorded_and_rerun(tmp_path, monkeypatch, capsys):
+    import zoo.sweep as sweep_mod
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.replace("steps: 3", "steps: 1").replace("val_every: 2", "val_every: 1"))
+    real = sweep_mod.run_point
+
+    def flaky(cfg, *a, **kw):
+        if cfg.model.pattern == "delta*2":
+            raise RuntimeError("kernel exploded")
+        return real(cfg, *a, **kw)
+
+    monkeypatch.setattr(sweep_mod, "run_point", flaky)
+    stem = tmp_path / "res"
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu")
+    recs = load_records(stem.with_suffix(".jsonl"))
+    assert [(r["pattern"], r["status"]) for r in recs] == [("delta*2", "error"), ("linear*2", "done")]
+    assert "RuntimeError: kernel exploded" in recs[0]["error"]
+    md = stem.with_suffix(".md").read_text()
+    assert "## Errors" in md and "kernel exploded" in md
+    monkeypatch.setattr(sweep_mod, "run_point", real)
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--dry-run")
+    assert "todo  model.pattern=delta*2" in capsys.readouterr().out

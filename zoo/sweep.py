@@ -8,7 +8,9 @@
 Points run in-process, one after another, first ``--grid`` outermost (list easy settings first).
 An axis ``a:b=1:2,3:4`` moves keys together (here a=1,b=2 then a=3,b=4); values are split at
 commas outside brackets, so ``swa[window=64]`` is one value. ``KEY=VALUE`` pins a key for every
-point (and drops a grid axis on that key). With no ``--grid``, the recipe's ``sweep.grid`` is used.
+point (and drops a grid axis on that key); ``sweep.KEY=VALUE`` (e.g. ``sweep.max_seconds=30``) sets the
+runner's options instead and is not part of a point's identity. With no ``--grid``, the recipe's
+``sweep.grid`` is used.
 
 Each run: a fresh ``ZooModel`` trained with AdamW + warmup + cosine (``train:`` section), bf16
 autocast on CUDA, batches generated on the device fresh every step. The loss and the logits are
@@ -34,7 +36,7 @@ import math
 import os
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -154,17 +156,20 @@ def load_records(path: Path) -> List[Dict[str, Any]]:
     return records
 
 
+RERUN = ("cut", "error")  # statuses of points that run again on the next invocation
+
+
 def finished_keys(records: Sequence[Dict[str, Any]]) -> set:
-    """Keys of points that need no rerun (every status except ``cut``)."""
-    return {r["key"] for r in records if r.get("status") != "cut"}
+    """Keys of points that need no rerun (every status except ``cut`` and ``error``)."""
+    return {r["key"] for r in records if r.get("status") not in RERUN}
 
 
 def latest_per_key(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One record per key: the last finished one, else the last cut one; first-seen order."""
+    """One record per key: the last finished one, else the last cut/error one; first-seen order."""
     best: Dict[str, Dict[str, Any]] = {}
     for r in records:
         old = best.get(r["key"])
-        if old is None or r.get("status") != "cut" or old.get("status") == "cut":
+        if old is None or r.get("status") not in RERUN or old.get("status") in RERUN:
             best[r["key"]] = r
     return list(best.values())
 
@@ -363,10 +368,19 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
     deadline = t_begin + budget if budget is not None else None
     recipe, sweep = load_sweep_recipe(recipe_path)
     name = Path(recipe_path).stem
-    axes = [parse_axis(g) for g in (grid or sweep.grid)]
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SweepError(f"override {bad[0]!r} is not key=value (e.g. train.steps=2000)")
+    runner = [o.split(".", 1)[1] for o in overrides if o.startswith("sweep.")]
+    overrides = [o for o in overrides if not o.startswith("sweep.")]
+    if runner:  # sweep.* settings steer the runner (time caps, early stop); they are not part of a point
+        from zoo.config import merge
+
+        try:
+            sweep = merge(SweepConfig, asdict(sweep), overrides=runner)
+        except ConfigError as err:
+            raise SweepError(f"sweep override: {err}") from None
+    axes = [parse_axis(g) for g in (grid or sweep.grid)]
     points = grid_points(axes, overrides)
     stem = Path(out) if out else Path("runs") / "sweeps" / name
     jsonl = stem.with_suffix(".jsonl")
@@ -395,7 +409,20 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             echo(f"budget of {budget:.0f}s spent: {len(todo) - i} point(s) left for the next invocation")
             break
         echo(f"[{i + 1}/{len(todo)}] {' '.join(p)}")
-        result = run_point(cfg, sweep, device, deadline, echo)
+        try:
+            result = run_point(cfg, sweep, device, deadline, echo)
+        except SweepError:
+            raise
+        except Exception as err:  # a point that crashes (a kernel, OOM) is recorded and the grid goes on
+            import traceback
+
+            echo(traceback.format_exc())
+            result = {"status": "error", "error": f"{type(err).__name__}: {str(err)[:500]}", "accuracy": float("nan"),
+                      "best_accuracy": float("nan"), "best_step": 0, "steps": 0, "max_steps": cfg.train.steps,
+                      "loss": float("nan"), "params": 0, "steps_per_s": None, "seconds": 0.0, "evals": [],
+                      "pattern": cfg.model.pattern, "d_model": cfg.model.d_model, "n_heads": cfg.model.n_heads,
+                      "seq_len": cfg.data.resolved_seq_len(), "task": cfg.data.type, "lr": cfg.train.lr,
+                      "batch_size": cfg.train.batch_size, "precision": cfg.train.precision}
         record = {"key": point_key(name, p), "recipe": name, "overrides": list(p), **result, "device": card,
                   "torch": torch.__version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "command": command or "", **(extra or {})}
@@ -424,6 +451,8 @@ def _setting(record: Dict[str, Any]) -> str:
 def _fmt_acc(r: Optional[Dict[str, Any]]) -> str:
     if r is None:
         return "—"
+    if r.get("status") == "error":
+        return "error"
     mark = {"cut": " (cut)", "diverged": " (diverged)"}.get(r.get("status"), "")
     return f"{r['accuracy']:.3f}{mark}"
 
@@ -438,7 +467,8 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
                   f"torch {', '.join(sorted({r.get('torch', '?') for r in rows}))}.",
                   "Accuracy = fraction of query positions predicted exactly on the fixed validation batches "
                   "(last evaluation of the run). Status: done = all steps, reached = stopped at the target "
-                  "accuracy, time = per-run time cap, cut = stopped by the session budget (rerun next time).", ""]
+                  "accuracy, time = per-run time cap, cut = stopped by the session budget, error = crashed "
+                  "(cut and error points run again next time).", ""]
     for setting in dict.fromkeys(_setting(r) for r in rows):
         group = [r for r in rows if _setting(r) == setting]
         widths = sorted({r["d_model"] for r in group})
@@ -456,6 +486,10 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
         lines.append(f"| `{r['pattern']}` | {r['d_model']} | {r['n_heads']} | {_setting(r)} | {r['accuracy']:.4f} | "
                      f"{r['best_accuracy']:.4f} ({r['best_step']}) | {r['status']} | {r['steps']}/{r['max_steps']} | "
                      f"{r['steps_per_s']} | {r['seconds']} | {r['params']:,} | {r['lr']:g} | {r.get('device', '?')} |")
+    errors = [r for r in rows if r.get("status") == "error"]
+    if errors:
+        lines += ["", "## Errors", ""] + [f"- `{r['pattern']}` d={r['d_model']} ({_setting(r)}): {r.get('error')}"
+                                          for r in errors]
     commands = list(dict.fromkeys(r.get("command") for r in rows if r.get("command")))
     if commands:
         lines += ["", "## Commands", ""] + [f"    {c}" for c in commands]
@@ -471,7 +505,7 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = [r for r in latest_per_key(records) if r.get("status") != "cut"]
+    rows = [r for r in latest_per_key(records) if r.get("status") not in RERUN]
     settings = list(dict.fromkeys(_setting(r) for r in rows))
     if not settings:
         return False
