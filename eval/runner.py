@@ -106,9 +106,9 @@ def run_eval(run_dir: Optional[str | Path] = None, tasks: str | List[str] = "rec
         else:
             source = f"offline copy in {directory}"
     else:
+        names = resolve_tasks(tasks)  # a misspelt name is reported even without a network
         if not (_truthy("HF_HUB_OFFLINE") or _truthy("HF_DATASETS_OFFLINE")):
             probe_hub(hub_timeout)
-        names = resolve_tasks(tasks)
         task_args, directory, source = list(names), None, "Hugging Face Hub"
     run = resolve_run_dir(run_dir, runs_root, say)
 
