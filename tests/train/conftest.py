@@ -29,6 +29,12 @@ TINY = [
 
 
 @pytest.fixture
+def tiny_overrides():
+    """The key=value overrides that make the tiny recipe (for runs in a subprocess)."""
+    return list(TINY)
+
+
+@pytest.fixture
 def tiny_run(tmp_path, monkeypatch):
     """``run(overrides, name, callbacks)`` trains a tiny recipe under tmp_path/runs and returns the run dir."""
     from zoo.train import run as run_mod

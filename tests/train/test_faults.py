@@ -109,12 +109,11 @@ def test_too_small_corpus_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # no half-made run directory, LATEST untouched
 
 
-def test_sigint_in_a_real_process_saves_a_checkpoint_and_resumes(tmp_path):
+def test_sigint_in_a_real_process_saves_a_checkpoint_and_resumes(tmp_path, tiny_overrides):
     """Ctrl-C (SIGINT) mid-run: exit 130 after a checkpoint; --resume finishes the run."""
-    from conftest import TINY  # tests/train/conftest.py (pytest puts its folder on sys.path)
 
     runs_root = tmp_path / "runs"
-    args = [sys.executable, "-c", "from zoo.cli import main; main()", "train", "recipes/hybrid_swa.yaml", *TINY,
+    args = [sys.executable, "-c", "from zoo.cli import main; main()", "train", "recipes/hybrid_swa.yaml", *tiny_overrides,
             "train.steps=400", f"runs_root={runs_root}", "name=sig"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.PIPE,

@@ -93,7 +93,7 @@ class ZooDataModule(L.LightningDataModule):
         if self.tokenizer is None:
             self.tokenizer = build_tokenizer(data_cfg, self._corpus)
         self.train_data, self.val_data = build_datasets(
-            data_cfg, self.tokenizer, batch_size=self.per_device, val_batch_size=self.per_device,
+            data_cfg, self.tokenizer, batch_size=self.per_device, val_batch_size=self.cfg.train.batch_size,
             rank=self.rank, world_size=self.world_size, device=self.device, corpus=self._corpus)
         self.vocab_size = self.train_data.vocab_size
         self.description = self._corpus.description if self._corpus is not None else data_cfg.type
@@ -122,10 +122,22 @@ class ZooDataModule(L.LightningDataModule):
         return DataLoader(_Steps(self.train_data, self.micro_rows, self.next_index), batch_size=None, num_workers=0)
 
     def val_batches_for_rank(self) -> List[Dict[str, torch.Tensor]]:
-        """This rank's share (round-robin) of the first ``train.val_batches`` held-out batches."""
-        n = min(len(self.val_data), self.cfg.train.val_batches) if hasattr(self.val_data, "__len__") else self.cfg.train.val_batches
-        batches = [self.val_data[i] for i in range(n)]
-        return batches[self.rank::self.world_size]
+        """This rank's rows of the first ``train.val_batches`` held-out batches, in micro batches.
+
+        Held-out batches have ``train.batch_size`` (global) rows; rank r takes the r-th of
+        ``world_size`` row slices of each, so every device count evaluates the same tokens.
+        """
+        n = self.cfg.train.val_batches
+        if hasattr(self.val_data, "__len__"):
+            n = min(n, len(self.val_data))
+        out: List[Dict[str, torch.Tensor]] = []
+        for i in range(n):
+            batch = self.val_data[i]
+            rows = batch["input_ids"].shape[0]
+            pieces = split_rows(batch, -(-rows // self.world_size))
+            if self.rank < len(pieces):
+                out.extend(split_rows(pieces[self.rank], self.micro_rows))
+        return out
 
     # ---- exact resume ------------------------------------------------------------------
     def mark_consumed(self, data_index: int) -> None:

@@ -26,6 +26,7 @@ from zoo.errors import ZooError
 from zoo.train import runs
 
 ENV_RUN_DIR = "ZOO_RUN_DIR"
+ENV_RESUME = "ZOO_RESUME"
 
 
 class TrainingInterrupted(Exception):
@@ -45,8 +46,10 @@ def resolve_run(recipe: Optional[str], overrides: List[str], resume_dir: Optiona
     """(config, run directory, resuming?) for a ``zoo train`` invocation; ConfigError/RunError on misuse."""
     if os.environ.get(ENV_RUN_DIR) and _rank() > 0:  # a rank started by Lightning's launcher
         run_dir = Path(os.environ[ENV_RUN_DIR])
-        cfg = load_recipe(None, overrides, base=load_yaml(run_dir / "config.yaml"))
-        return cfg, run_dir, runs.latest_checkpoint(run_dir) is not None and cfg.resume
+        cfg = load_recipe(None, [o for o in overrides if not o.startswith("resume=")],
+                          base=load_yaml(run_dir / "config.yaml"))
+        cfg.resume = os.environ.get(ENV_RESUME) == "1"
+        return cfg, run_dir, cfg.resume
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         if not (run_dir / "config.yaml").is_file():
@@ -190,6 +193,7 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
         runs.set_latest(run_dir.parent, run_dir.name)
         if world > 1:  # ranks that Lightning's launcher starts read it (see resolve_run)
             os.environ[ENV_RUN_DIR] = str(run_dir.resolve())
+            os.environ[ENV_RESUME] = "1" if resuming else "0"
     module = ZooLightningModule(cfg.model, tcfg)
     ckpt_cb = AtomicCheckpoint(run_dir, tcfg.ckpt_every, tcfg.keep_last, tokenizer=dm.tokenizer, echo=echo)
     callbacks = [_interrupt_callback(echo), ckpt_cb, *(extra_callbacks or [])]

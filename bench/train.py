@@ -1,0 +1,407 @@
+"""Training throughput at the paper's 340M size on one GPU: zoo DeltaNet, hybrid SWA, Transformer++
+and fla's DeltaNet model, side by side in one process.
+
+One training step = forward in bf16 autocast over fp32 master weights (what Lightning's
+``bf16-mixed`` does), token cross-entropy, backward, fused AdamW step, zero_grad — the work of
+``zoo train``'s step without the data loader. Models come from the recipes in recipes/paper/
+(vocab 32000, untied, d_model 1024, 24 layers); fla's DeltaNet is configured to the same sizes
+(``zoo.interop.fla.zoo_to_fla_config``) and uses its own defaults (fused norm, SwiGLU and
+cross-entropy). Shapes: 8×2048 and 4×4096 tokens per step. Reported: tokens/s over ``--steps`` timed
+steps after ``--warmup`` (which absorbs Triton autotuning and torch.compile), and the peak of
+``torch.cuda.max_memory_allocated``. Extra rows: zoo DeltaNet on packed documents (cu_seqlens, random
+boundaries), Transformer++ on SDPA, and zoo DeltaNet through ``zoo.train``'s LightningModule and
+Trainer (to show the trainer adds no overhead).
+
+    python bench/train.py --out bench/results          # GPU; writes train.json + train.md
+    python bench/train.py --smoke                      # CPU: tiny models, checks the script runs
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 2 ** 30
+
+
+def import_zoo():
+    """zoo from an installed checkout, else from the repo (GPU box: zoo/kernels is a link to ../kernels)."""
+    try:
+        import zoo.kernels  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
+        import zoo.kernels  # noqa: F401
+    import zoo.config  # noqa: F401  (omegaconf: carried as a wheel on the GPU box)
+    import zoo.interop.fla  # noqa: F401
+    import zoo.model  # noqa: F401
+    import zoo.train.module  # noqa: F401
+    if str(ROOT) in sys.path:  # keep the top-level kernels/ away from transformers' `kernels` probe
+        sys.path.remove(str(ROOT))
+
+
+def recipe_model(name: str, smoke: bool, overrides: Optional[List[str]] = None):
+    from zoo.config import load_recipe
+
+    over = list(overrides or [])
+    if smoke:
+        over += ["model.d_model=64", "model.n_heads=2", "model.vocab_size=256", "model.mlp_hidden=128"]
+    cfg = load_recipe(ROOT / "recipes" / "paper" / f"{name}_340m.yaml", over).model
+    if smoke:
+        cfg.pattern = {"deltanet": "delta*2", "hybrid_swa": "delta swa[window=16]", "transformer": "attn*2"}[name]
+    return cfg
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_cu(B: int, T: int, gen: torch.Generator, mean_doc: int = 512) -> torch.Tensor:
+    """Document boundaries over B*T tokens: every row start plus random cuts (mean length ``mean_doc``)."""
+    cuts = set(range(0, B * T + 1, T))
+    n = max(1, B * T // mean_doc)
+    cuts.update(torch.randint(1, B * T, (n,), generator=gen).tolist())
+    return torch.tensor(sorted(cuts), dtype=torch.int32)
+
+
+def measure(step: Callable[[], None], device, warmup: int, steps: int) -> Dict[str, float]:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step()  # one more, inside the peak-memory window
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    dt = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) / GiB if device.type == "cuda" else float("nan")
+    return {"seconds_per_step": dt / steps, "peak_gib": peak}
+
+
+def zoo_step(model, opt, B: int, T: int, V: int, device, cu: Optional[torch.Tensor] = None):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, V, (B, T + 1), generator=gen).to(device)
+    x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+    cu = cu.to(device) if cu is not None else None
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step():
+        with amp:
+            logits = model(x, cu_seqlens=cu)
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def fla_step(model, opt, B: int, T: int, V: int, device):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, V, (B, T), generator=gen).to(device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def adamw(model, device):
+    from zoo.train.module import param_groups
+
+    return torch.optim.AdamW(param_groups(model, 0.1), lr=3e-4, betas=(0.9, 0.95),
+                             **({"fused": True} if device.type == "cuda" else {}))
+
+
+def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int) -> Dict[str, float]:
+    """zoo DeltaNet through zoo.train's LightningModule + Trainer (bf16-mixed), timed by a callback."""
+    import lightning as L
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from zoo.train.config import TrainConfig
+    from zoo.train.module import ZooLightningModule
+
+    V = cfg.vocab_size
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    ids = torch.randint(0, V, (B, T + 1), generator=gen)
+    item = {"micro": [{"input_ids": ids[:, :-1].contiguous(), "labels": ids[:, 1:].contiguous()}],
+            "n_tokens": B * T, "data_index": 0}
+
+    class Repeat(IterableDataset):
+        def __iter__(self):
+            while True:
+                yield item
+
+    class Timer(L.Callback):
+        def __init__(self):
+            self.t0 = self.t1 = None
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == warmup:
+                sync(device)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                self.t0 = time.perf_counter()
+            elif trainer.global_step == warmup + steps:
+                sync(device)
+                self.t1 = time.perf_counter()
+
+    tcfg = TrainConfig(steps=warmup + steps, batch_size=B, lr=3e-4, warmup_steps=1, val_every=10 ** 6,
+                       ckpt_every=0, log_every=10 ** 6, progress_bar=False)
+    module = ZooLightningModule(cfg, tcfg)
+    timer = Timer()
+    trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                        precision="bf16-mixed" if device.type == "cuda" else "32-true", max_steps=warmup + steps,
+                        logger=False, callbacks=[timer], enable_progress_bar=False, enable_checkpointing=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=DataLoader(Repeat(), batch_size=None))
+    peak = torch.cuda.max_memory_allocated(device) / GiB if device.type == "cuda" else float("nan")
+    result = {"seconds_per_step": (timer.t1 - timer.t0) / steps, "peak_gib": peak}
+    del trainer, module
+    return result
+
+
+def free(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run(args) -> Dict[str, Any]:
+    import_zoo()
+    from zoo.model import ZooModel
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    shapes = [(8, 2048), (4, 4096)] if not args.smoke else [(2, 64), (1, 128)]
+    warmup, steps = (args.warmup, args.steps) if not args.smoke else (1, 2)
+    deadline = time.time() + args.budget
+    rows: List[Dict[str, Any]] = []
+    notes: List[str] = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def record(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        (out / "train.partial.json").write_text(json.dumps(rows, indent=1))
+
+    def attempt(name: str, B: int, T: int, build: Callable[[], tuple], extra: Optional[dict] = None):
+        if time.time() > deadline:
+            notes.append(f"{name} {B}x{T}: skipped, time budget ({args.budget}s) spent")
+            return
+        try:
+            torch.manual_seed(0)
+            model, step_fn, params = build()
+            r = measure(step_fn, device, warmup, steps)
+            record({"model": name, "B": B, "T": T, "params": params, **(extra or {}),
+                    "tokens_per_s": B * T / r["seconds_per_step"], **r})
+        except Exception as err:  # one model failing must not lose the others' numbers
+            msg = f"{name} {B}x{T}: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
+            notes.append(msg)
+            print("FAILED", msg, flush=True)
+        finally:
+            model = step_fn = None  # noqa: F841
+            free(device)
+
+    def zoo_build(name, B, T, overrides=None, packed=False):
+        def build():
+            cfg = recipe_model(name, args.smoke, overrides)
+            cfg.max_seq_len = max(cfg.max_seq_len, T)
+            with torch.device(device):
+                model = ZooModel(cfg)
+            cu = random_cu(B, T, torch.Generator().manual_seed(1)) if packed else None
+            return model, zoo_step(model, adamw(model, device), B, T, cfg.vocab_size, device, cu), model.num_params()
+        return build
+
+    def fla_build(B, T):
+        def build():
+            from fla.models import DeltaNetConfig, DeltaNetForCausalLM
+
+            from zoo.interop.fla import zoo_to_fla_config
+
+            cfg = recipe_model("deltanet", args.smoke)
+            cfg.max_seq_len = max(cfg.max_seq_len, T)
+            fcfg = zoo_to_fla_config(cfg)
+            fcfg.pop("architectures", None)
+            with torch.device(device):
+                model = DeltaNetForCausalLM(DeltaNetConfig(**fcfg))
+            params = sum(p.numel() for p in model.parameters())
+            return model, fla_step(model, adamw(model, device), B, T, cfg.vocab_size, device), params
+        return build
+
+    fla_ok = True
+    try:
+        import fla  # noqa: F401
+    except Exception as err:
+        fla_ok = False
+        notes.append(f"fla not importable ({type(err).__name__}: {err}); its rows are missing")
+    for B, T in shapes:
+        attempt("zoo DeltaNet", B, T, zoo_build("deltanet", B, T))
+        if fla_ok and device.type == "cuda":
+            attempt("fla DeltaNet", B, T, fla_build(B, T))
+        attempt("zoo hybrid SWA", B, T, zoo_build("hybrid_swa", B, T), {"attention": "auto"})
+        attempt("zoo Transformer++", B, T, zoo_build("transformer", B, T), {"attention": "auto"})
+        attempt("zoo Transformer++ (sdpa)", B, T, zoo_build("transformer", B, T, ["model.attention.backend=sdpa"]),
+                {"attention": "sdpa"})
+    B, T = shapes[0]
+    attempt("zoo DeltaNet packed docs", B, T, zoo_build("deltanet", B, T, packed=True), {"cu_seqlens": "random, mean 512"})
+    if time.time() < deadline:
+        try:
+            cfg = recipe_model("deltanet", args.smoke)
+            r = lightning_measure(cfg, B, T, device, warmup, steps)
+            record({"model": "zoo DeltaNet via zoo.train (Lightning)", "B": B, "T": T, "params": None,
+                    "tokens_per_s": B * T / r["seconds_per_step"], **r})
+        except Exception as err:
+            notes.append(f"Lightning row: {type(err).__name__}: {str(err).splitlines()[0][:300]}")
+        free(device)
+    import importlib.metadata as md
+
+    def version(pkg):
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "command": "python bench/train.py" + (" --smoke" if args.smoke else ""),
+        "torch": torch.__version__, "triton": version("triton"), "fla": version("flash-linear-attention"),
+        "warmup_steps": warmup, "timed_steps": steps, "precision": "bf16 autocast, fp32 master weights, fused AdamW",
+        "rows": rows, "notes": notes,
+    }
+    (out / "train.json").write_text(json.dumps(result, indent=1))
+    (out / "train.md").write_text(render(result))
+    print(render(result))
+    return result
+
+
+def render(result: Dict[str, Any]) -> str:
+    lines = [f"# Training throughput, 340M models ({result['device']})", "",
+             f"{result['date_utc']} UTC · `{result['command']}` · torch {result['torch']}, triton {result['triton']}, "
+             f"fla {result['fla']} · {result['precision']} · {result['warmup_steps']} warm-up + "
+             f"{result['timed_steps']} timed steps", "",
+             "| model | B×T | params | tokens/s | vs fla DeltaNet | peak GiB |", "|---|---|---|---|---|---|"]
+    fla = {(r["B"], r["T"]): r["tokens_per_s"] for r in result["rows"] if r["model"] == "fla DeltaNet"}
+    for r in result["rows"]:
+        base = fla.get((r["B"], r["T"]))
+        ratio = f"{r['tokens_per_s'] / base:.2f}×" if base else "–"
+        params = f"{r['params'] / 1e6:.0f}M" if r.get("params") else "–"
+        lines.append(f"| {r['model']} | {r['B']}×{r['T']} | {params} | {r['tokens_per_s'] / 1e3:.1f}k | {ratio} | "
+                     f"{r['peak_gib']:.1f} |")
+    if result["notes"]:
+        lines += ["", "Notes:"] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+DDP_OVERRIDES = [  # a 340M DeltaNet on the embedded corpus, 16 x 2048 tokens per step
+    "data.type=embedded", "data.seq_len=2048", "data.tokenizer.type=bpe", "data.tokenizer.vocab_size=32000",
+    "train.batch_size=16", "train.micro_batch_size=4", "train.lr=3e-4", "train.warmup_steps=5",
+    "train.val_every=10", "train.val_batches=1", "train.ckpt_every=0", "train.log_every=1",
+    "train.progress_bar=false", "train.accelerator=gpu",
+]
+
+
+def ddp_check(args) -> Dict[str, Any]:
+    """``zoo train`` on 1 GPU, then on 2 GPUs (DDP) with the same global batch: per-step losses and tokens/s.
+
+    Each run is the real command (``python cli.py train``), so the 2-GPU run goes through
+    Lightning's launcher, the per-rank data slices and the gradient all-reduce.
+    """
+    import statistics
+    import subprocess
+
+    from zoo.train.plotting import read_metrics
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_root = Path(args.runs_root)
+    recipe = str(ROOT / "recipes" / "paper" / "deltanet_340m.yaml")
+    common = DDP_OVERRIDES + [f"train.steps={args.ddp_steps}", f"runs_root={runs_root}"]
+    setups = {"1 GPU": ["train.devices=1", "train.strategy=auto", "name=gpu1"],
+              "2 GPUs DDP": ["train.devices=2", "train.strategy=ddp", "name=gpu2"]}
+    result: Dict[str, Any] = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                              "device": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
+                              "command": f"python bench/train.py --ddp (zoo train {Path(recipe).relative_to(ROOT)} "
+                                         + " ".join(common[:-1]) + ")", "runs": {}}
+    keys = ("train/loss", "val/loss", "train/tokens_per_s")
+    for label, extra in setups.items():
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", recipe, *common, *extra], cwd=ROOT,
+                              capture_output=True, text=True, timeout=args.budget)
+        (out / f"train.ddp.{extra[-1][5:]}.log").write_text(proc.stdout[-20000:] + "\n" + proc.stderr[-20000:])
+        metrics = read_metrics(runs_root / extra[-1][5:], keys) if proc.returncode == 0 else {k: [] for k in keys}
+        tps = [v for s, v in metrics["train/tokens_per_s"] if s > 5]
+        result["runs"][label] = {"returncode": proc.returncode, "wall_s": time.time() - t0,
+                                 "train_loss": metrics["train/loss"], "val_loss": metrics["val/loss"],
+                                 "tokens_per_s_median": statistics.median(tps) if tps else None}
+        print(label, "rc", proc.returncode, "tok/s", result["runs"][label]["tokens_per_s_median"], flush=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], flush=True)
+    one, two = result["runs"]["1 GPU"], result["runs"]["2 GPUs DDP"]
+    if one["train_loss"] and two["train_loss"]:
+        a, b = dict(one["train_loss"]), dict(two["train_loss"])
+        diffs = [abs(a[s] - b[s]) for s in a if s in b]
+        result["max_abs_train_loss_diff"] = max(diffs)
+        result["final_train_loss"] = {"1 GPU": one["train_loss"][-1][1], "2 GPUs DDP": two["train_loss"][-1][1]}
+        if one["tokens_per_s_median"] and two["tokens_per_s_median"]:
+            result["throughput_scaling"] = two["tokens_per_s_median"] / one["tokens_per_s_median"]
+    (out / "train.ddp.json").write_text(json.dumps(result, indent=1))
+    (out / "train.ddp.md").write_text(render_ddp(result))
+    print(render_ddp(result))
+    return result
+
+
+def render_ddp(r: Dict[str, Any]) -> str:
+    lines = [f"# zoo train: 1 GPU vs 2 GPUs (DDP), same global batch ({r['device']} x{r['gpus']})", "",
+             f"{r['date_utc']} UTC · `{r['command']}`", "",
+             "| step | loss, 1 GPU | loss, 2 GPUs DDP | difference |", "|---|---|---|---|"]
+    one, two = r["runs"]["1 GPU"], r["runs"]["2 GPUs DDP"]
+    b = dict(two["train_loss"])
+    for s, v in one["train_loss"]:
+        if s in b:
+            lines.append(f"| {s} | {v:.4f} | {b[s]:.4f} | {b[s] - v:+.4f} |")
+    lines += ["", "| setup | tokens/s (median, steps > 5) | wall s | exit |", "|---|---|---|---|"]
+    for label, run in r["runs"].items():
+        tps = f"{run['tokens_per_s_median'] / 1e3:.1f}k" if run["tokens_per_s_median"] else "–"
+        lines.append(f"| {label} | {tps} | {run['wall_s']:.0f} | {run['returncode']} |")
+    if "throughput_scaling" in r:
+        lines += ["", f"Throughput scaling 2 GPUs / 1 GPU: {r['throughput_scaling']:.2f}x; "
+                      f"max |loss difference| over the steps: {r['max_abs_train_loss_diff']:.4f}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--budget", type=float, default=420.0, help="seconds after which no new measurement starts")
+    p.add_argument("--smoke", action="store_true", help="tiny models on CPU: checks the script end to end")
+    p.add_argument("--ddp", action="store_true", help="zoo train on 1 GPU then 2 GPUs (DDP): loss match, scaling")
+    p.add_argument("--ddp-steps", type=int, default=25)
+    p.add_argument("--runs-root", default="/tmp/zoo_ddp_runs")
+    args = p.parse_args(argv)
+    if args.ddp:
+        import_zoo()
+        return ddp_check(args)
+    return run(args)
+
+
+if __name__ == "__main__":
+    main()
