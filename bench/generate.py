@@ -355,6 +355,7 @@ def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str],
     cfg = zoo_config(PATTERNS["deltanet"], False, max(args.contexts) + 64)
     fcfg = zoo_to_fla_config(cfg)
     fcfg.pop("architectures", None)
+    fcfg.pop("model_type", None)  # a class attribute of fla's DeltaNetConfig
     torch.manual_seed(0)
     with torch.device(device):
         model = DeltaNetForCausalLM(DeltaNetConfig(**fcfg)).to(dtype=torch.bfloat16).eval()
