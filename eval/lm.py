@@ -94,6 +94,7 @@ class ZooLM(TemplateLM):
         max_gen_toks: default generation budget when a task gives none.
         lockstep_tokens: the widest prompt-length spread allowed inside one generation batch.
         prefix_eos: start every prompt with EOS (the training stream's document separator).
+        max_batch_size: accepted because lm-eval's CLI passes it; there is no automatic batch search.
     """
 
     def __init__(self, pretrained: Optional[str] = None, model=None, tokenizer=None, device: Optional[str] = None,
