@@ -516,6 +516,9 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
             pts = sorted((r["d_model"], r["accuracy"]) for r in group if r["pattern"] == pat)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=pat)
         ax.set_xscale("log", base=2)
+        widths = sorted({r["d_model"] for r in group})
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.minorticks_off()
         ax.set_xlabel("d_model")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
@@ -530,7 +533,7 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
 
 
 def render(stem: str | Path, title: Optional[str] = None, echo: Callable[[str], None] = print) -> None:
-    """Rewrite STEM.json, STEM.md (and STEM.png) from STEM.jsonl."""
+    """Rewrite STEM.json, STEM.md (and STEM.png) from STEM.jsonl; STEM.notes.md, if present, heads STEM.md."""
     stem = Path(stem)
     jsonl = stem.with_suffix(".jsonl")
     records = load_records(jsonl)
@@ -538,7 +541,12 @@ def render(stem: str | Path, title: Optional[str] = None, echo: Callable[[str], 
         raise SweepError(f"no results in {jsonl}: run the sweep first")
     title = title or f"zoo sweep: {records[0]['recipe']}"
     stem.with_suffix(".json").write_text(json.dumps(latest_per_key(records), indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render_markdown(records, title))
+    md = render_markdown(records, title)
+    notes = stem.parent / (stem.name + ".notes.md")
+    if notes.is_file():
+        head, _, rest = md.partition("\n\n")
+        md = head + "\n\n" + notes.read_text().strip() + "\n\n" + rest
+    stem.with_suffix(".md").write_text(md)
     made = plot_results(records, stem.with_suffix(".png"), title)
     echo(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')}"
          + (f", {stem.with_suffix('.png')}" if made else " (no plot: matplotlib is not installed)"))
