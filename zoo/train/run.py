@@ -199,7 +199,7 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     callbacks = [_interrupt_callback(echo), ckpt_cb, *(extra_callbacks or [])]
     if tcfg.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
-    loggers = [CSVLogger(run_dir / "logs", name="csv"),
+    loggers = [CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=1),
                TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
         accelerator=acc, devices=devices, strategy=_strategy(tcfg, world), precision=precision,
