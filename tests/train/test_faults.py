@@ -70,10 +70,11 @@ def test_persistent_nan_stops_after_max_skips(tiny_run):
     ("train.batch_size=0", "'train.batch_size': 0; it must be > 0"),
     ("data.type=tweets", "data.type='tweets' is not one of embedded"),
     ("train.betas=[0.9]", "train.betas"),
+    ("train.strategy=fsdp", "shards over GPUs only"),
 ])
 def test_bad_recipe_values_exit_2_with_one_line(capsys, override, expected, tmp_path):
     with pytest.raises(SystemExit) as info:
-        main(["train", "recipes/hybrid_swa.yaml", override, f"runs_root={tmp_path}"])
+        main(["train", "recipes/hybrid_swa.yaml", override, f"runs_root={tmp_path}", "train.accelerator=cpu"])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and expected in err and "Traceback" not in err

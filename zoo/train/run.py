@@ -90,6 +90,8 @@ def _devices(cfg) -> tuple[str, object, int]:
         acc = "gpu" if torch.cuda.is_available() else "cpu"
     if acc == "gpu" and not torch.cuda.is_available():
         raise ConfigError("train.accelerator=gpu but no CUDA device is visible; use train.accelerator=cpu")
+    if cfg.strategy == "fsdp" and acc != "gpu":
+        raise ConfigError("train.strategy=fsdp shards over GPUs only; on CPU use train.strategy=ddp (or auto)")
     if cfg.devices:
         devices, world = cfg.devices, cfg.devices
     elif acc == "gpu":
