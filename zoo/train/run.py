@@ -200,7 +200,13 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     ckpt_cb = AtomicCheckpoint(run_dir, tcfg.ckpt_every, tcfg.keep_last, tokenizer=dm.tokenizer, echo=echo)
     callbacks = [_interrupt_callback(echo), ckpt_cb, *(extra_callbacks or [])]
     if tcfg.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
+        class _Bar(TQDMProgressBar):  # loss, tok/s, last validation loss; no logger version number
+            def get_metrics(self, trainer, pl_module):
+                metrics = super().get_metrics(trainer, pl_module)
+                metrics.pop("v_num", None)
+                return metrics
+
+        callbacks.append(_Bar(refresh_rate=1))
     loggers = [CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=1),
                TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
