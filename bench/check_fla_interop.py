@@ -21,7 +21,9 @@ window at layer 3; a Gated DeltaNet hybrid with attention at layer 2):
    zoo vs fla in fp32 (gate 1e-4) and bf16 (gate 1e-2), relative RMS ||a-b||/||b||; and each
    against zoo's CPU float32 PyTorch path as a device-independent reference;
 4. greedy continuation of 64 tokens after a 16-token prompt (GPU), fp32 and bf16: fla with its cache
-   (prefill, then one token per step), zoo with ZooModel.generate; the count of leading equal tokens.
+   (prefill, then one token per step), zoo with ZooModel.generate; the count of leading equal tokens;
+5. `zoo.interop.fla.export_fla` of the imported run, loaded back with fla's from_pretrained: every
+   tensor of its state dict must equal the original fla model's.
 
 fp32 runs with TRITON_F32_DEFAULT=ieee, so neither library's Triton dots drop to TF32.
 The GPU image has no flash-attn, which fla's Attention layer requires at construction; this
@@ -279,7 +281,7 @@ def leading_equal(a, b) -> int:
 
 
 def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, S: dict) -> dict:
-    from zoo.interop.fla import import_fla
+    from zoo.interop.fla import export_fla, import_fla
     from zoo.model import ZooModel
 
     row = {"case": name, "model_type": model_type, "fla_config": kw}
@@ -288,6 +290,13 @@ def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, S: 
     fla_model.save_pretrained(src)
     result = import_fla(src, run)
     row.update(pattern=result.pattern, params=result.n_params, notices=result.notices)
+    # and back: `zoo export` output loads in fla (transformers from_pretrained) with identical weights
+    export_fla(run, work / f"{name}_back")
+    back = type(fla_model).from_pretrained(work / f"{name}_back")
+    ref_state, back_state = fla_model.state_dict(), back.state_dict()
+    row["export_loads_in_fla_identical"] = ref_state.keys() == back_state.keys() and all(
+        torch.equal(ref_state[k], back_state[k]) for k in ref_state)
+    del back
 
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, kw["vocab_size"], (S["B"], S["T"]), generator=g)
@@ -338,7 +347,7 @@ def table(rows, S: dict) -> str:
     tags = S["dtypes"]
     cols = ([f"zoo vs fla {t} (≤{GATES[t]:.0e})" for t in tags] + ["zoo fp32 vs ref"]
             + [f"fla {t} vs ref" for t in tags if t != "fp32"] + [f"zoo {t} vs ref" for t in tags if t != "fp32"]
-            + [f"greedy {t} equal /{S['new']}" for t in tags] + ["fla path", "pass"])
+            + [f"greedy {t} equal /{S['new']}" for t in tags] + ["export -> fla identical", "fla path", "pass"])
     lines = ["| case | pattern | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for r in rows:
         if "error" in r:
@@ -348,8 +357,9 @@ def table(rows, S: dict) -> str:
                  + [f"{r[f'fla_{t}_vs_zoo_cpu_fp32']:.2e}" for t in tags if t != "fp32"]
                  + [f"{r[f'zoo_{t}_vs_zoo_cpu_fp32']:.2e}" for t in tags if t != "fp32"]
                  + [str(r[f"greedy_{t}_equal"]) for t in tags]
+                 + ["yes" if r["export_loads_in_fla_identical"] else "NO"]
                  + [" / ".join(r[f"fla_{t}_path"] for t in tags),
-                    "yes" if all(r[f"pass_{t}"] for t in tags) else "NO"])
+                    "yes" if all(r[f"pass_{t}"] for t in tags) and r["export_loads_in_fla_identical"] else "NO"])
         lines.append(f"| {r['case']} | `{r['pattern']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
