@@ -402,9 +402,24 @@ def test_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
     def offline(**kw):
         raise ConnectionError("network unreachable")
 
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo_id, **kw: offline())
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(InteropError, match="could not download 'fla-hub/delta_net-1.3B-100B'.*local directory"):
         import_fla("fla-hub/delta_net-1.3B-100B", tmp_path / "run")
+    # online: only the safetensors weights are fetched when the repo has both formats
+    cfg = fla_config("delta_net")
+    snapshot = write_fla(tmp_path / "snapshot", cfg, fla_tensors(cfg))
+    asked = {}
+
+    def fake_snapshot(repo_id, allow_patterns):
+        asked["patterns"] = allow_patterns
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files",
+                        lambda repo_id, **kw: ["config.json", "model.safetensors", "pytorch_model.bin"])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    assert import_fla("fla-hub/tiny", tmp_path / "hub_run").pattern == "delta*2"
+    assert "*.safetensors" in asked["patterns"] and not any("bin" in p for p in asked["patterns"])
     with pytest.raises(InteropError, match="no such directory"):
         import_fla(str(tmp_path / "nowhere" / "x" / "y"), tmp_path / "run")
 

@@ -107,8 +107,8 @@ _LEGACY_KEYS = {"norm_first", "elementwise_affine"}
 _ATTN_KEYS = {"layers", "num_heads", "num_kv_heads", "qkv_bias", "window_size", "rope_theta"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                     "vocab.json", "merges.txt", "added_tokens.json")
-_HUB_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
-                 "pytorch_model.bin.index.json", *_TOKENIZER_FILES]
+_HUB_SAFETENSORS = ["*.safetensors", "*.safetensors.index.json"]
+_HUB_BIN = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 
 
 class InteropError(ZooError):
@@ -141,12 +141,14 @@ def resolve_source(source: str | Path) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text):
         raise InteropError(f"{source}: no such directory, and not a Hugging Face hub id (owner/name)")
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import list_repo_files, snapshot_download
     except ImportError:
         raise InteropError(f"{source} is not a local directory and huggingface_hub is not installed; "
                            "pip install huggingface_hub, or download the checkpoint and pass its directory") from None
-    try:
-        return Path(snapshot_download(repo_id=text, allow_patterns=_HUB_PATTERNS))
+    try:  # safetensors when the repo has them, else the .bin files; never both
+        files = list_repo_files(text)
+        weights = _HUB_SAFETENSORS if any(f.endswith(".safetensors") for f in files) else _HUB_BIN
+        return Path(snapshot_download(repo_id=text, allow_patterns=["config.json", *weights, *_TOKENIZER_FILES]))
     except Exception as err:  # offline, unknown repo, gated repo, ...
         raise InteropError(f"could not download {text!r} from the Hugging Face hub ({type(err).__name__}: "
                            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); without network, "
