@@ -465,15 +465,22 @@ def _zoo_run(tmp_path, name, **model):
     return tmp_path / name
 
 
-def test_export_of_a_zoo_trained_hybrid(tmp_path):
-    run = _zoo_run(tmp_path, "swa", pattern="(delta swa[window=16])*2")
+@pytest.mark.parametrize("pattern,model_type", [("(delta swa[window=16])*2", "delta_net"),
+                                                ("(gdelta swa[window=16])*2", "gated_deltanet")])
+def test_export_of_a_zoo_trained_hybrid(tmp_path, pattern, model_type):
+    run = _zoo_run(tmp_path, "swa", pattern=pattern)
     export_fla(run, tmp_path / "out")
     cfg = json.loads((tmp_path / "out/config.json").read_text())
-    assert cfg["model_type"] == "delta_net"
+    assert cfg["model_type"] == model_type
     assert cfg["attn"] == {"layers": [1, 3], "num_heads": 4, "num_kv_heads": 4, "qkv_bias": False,
                            "window_size": 16, "rope_theta": 10000.0}
     import_fla(tmp_path / "out", tmp_path / "back")
-    assert json.loads((tmp_path / "back/model/config.json").read_text())["pattern"] == "(delta swa[window=16])*2"
+    assert json.loads((tmp_path / "back/model/config.json").read_text())["pattern"] == pattern
+    a = ZooModel.from_pretrained(run / "model").eval()
+    b = ZooModel.from_pretrained(tmp_path / "back" / "model").eval()
+    ids = torch.randint(0, 50, (1, 19))
+    with torch.no_grad():
+        assert torch.equal(a(ids), b(ids))
 
 
 @pytest.mark.parametrize("model,match", [
