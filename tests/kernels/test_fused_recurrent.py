@@ -98,6 +98,14 @@ def test_varlen_wide_v_blocks(gated):
     assert_close(names, got, want, TOL[torch.float32])
 
 
+@pytest.mark.parametrize("K,V", [(256, 32), (32, 256), (48, 80)])
+def test_head_dim_extremes_and_non_powers_of_two(K, V):
+    """K, V from 32 to 256 (K != V), and dims that are not powers of two (masked lanes)."""
+    inputs, init = make_inputs(1, 9, 2, K, V, 1, True, torch.float32)
+    names, got, want, _ = run_both(True, inputs, init, None)
+    assert_close(names, got, want, TOL[torch.float32])
+
+
 @pytest.mark.parametrize("gated,dtype", [(False, torch.bfloat16), (True, torch.bfloat16), (True, torch.float16)])
 def test_half_precision_against_fp32_reference(gated, dtype):
     inputs, init = make_inputs(1, 40, 2, 64, 32, 1, gated, dtype)
@@ -164,3 +172,18 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="initial_state"):
         fused_recurrent_delta_rule(q, q, torch.randn(1, 4, 2, 16), torch.rand(1, 4, 2),
                                    initial_state=torch.zeros(1, 2, 16, 32))
+
+
+def test_cpu_without_interpreter(monkeypatch):
+    """Outside the interpreter, CPU tensors get a clear error from the Triton ops, while the
+    decode step takes its PyTorch path (the layer calls it on CPU too)."""
+    monkeypatch.setattr(fr, "_INTERPRET", False)
+    inputs, _ = make_inputs(1, 3, 2, 32, 16, 1, False, torch.float32, h0=False)
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        fused_recurrent_delta_rule(*inputs)
+    q, k, v, beta = (t[:, 0] for t in inputs)
+    state = torch.randn(1, 2, 32, 16)
+    ref_state = state.clone()
+    o = delta_rule_step(q, k, v, beta, state)
+    ro = fr.delta_rule_step_torch(q, k, v, beta, ref_state)
+    assert torch.equal(o, ro) and torch.equal(state, ref_state)
