@@ -5,19 +5,20 @@ or a document of cu_seqlens) is cut into its own chunks, so no chunk spans two s
 the uniform batch is handled as N = B documents of length T over the flat B*T tokens.
 
 Kernels (one launch per stage, all chunks at once):
-  _prep_kernel   grid (chunks, H)          within-chunk cumulative log decay G, the UT transform
-                                           Tinv = (I + A)^-1 built from 16x16 diagonal-block inverses
-                                           merged by block substitution, W = Tinv (beta e^G K),
-                                           U = Tinv (beta V), and the masked, decayed scores
-                                           P = scale (Q K^T * exp(G_i - G_j), j <= i).
+  _solve_kernel  grid (chunks, H)          within-chunk cumulative log decay G and the UT transform
+                                           Tinv = (I + A)^-1, from 16x16 diagonal-block inverses
+                                           (forward substitution) merged by block substitution.
+  _wu_kernel     grid (chunks, H)          W = Tinv (beta e^G K), U = Tinv (beta V) and the masked,
+                                           decayed scores P = scale (Q K^T * exp(G_i - G_j), j <= i).
   _fwd_kernel    grid (V blocks, N*H)      the state recurrence over chunks fused with the output
                                            o = scale e^G Q S + P (U - W S); in the backward it
                                            re-runs without the output to store S and U - W S.
   _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient; stores
                                            dS per chunk and d(U - W S).
   _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass.
-Forward: prep + fwd. Backward: prep + fwd (recompute) + bwd_dh + bwd. Only the inputs are
-saved for the backward; W, U and the chunk states are recomputed.
+Forward: solve + wu + fwd. Backward: wu + fwd (recompute) + bwd_dh + bwd. The forward keeps
+Tinv and G for the backward (65 values per token and head); W, U, P and the chunk states
+are recomputed.
 
 Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
 Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (where dots run in float32,
@@ -47,16 +48,17 @@ def _interpreting() -> bool:
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
-# cores) and which intermediate buffers are stored in fp32. "fast" rounds every intermediate to
-# the input dtype, as fla does (relative RMS errors near 1.3e-2 against an fp32 reference);
-# "balanced" keeps dots and the small per-token buffers in fp32 and only the per-chunk states
-# (the largest buffers) and Tinv in the input dtype (errors near 4e-3); "accurate" keeps all.
+# cores) and which intermediate buffers are stored in fp32. "fast" (default) rounds every
+# intermediate to the input dtype, as fla does: relative RMS errors 3e-3 .. 6e-3 against an fp32
+# reference on bf16 inputs (H100, 8x2048x16x128). "balanced" keeps dots and the per-token
+# buffers in fp32 and only the per-chunk states and Tinv in the input dtype; "accurate" keeps
+# all in fp32. Both cost ~1.6x the time for ~1.5x smaller errors.
 PRESETS = {
     "fast": dict(stages=(), bufs=()),
     "balanced": dict(stages=("prep", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "vn", "dvn")),
     "accurate": dict(stages=("prep", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "tinv", "hs", "vn", "dhs", "dvn")),
 }
-DEFAULT_PRECISION = "balanced"
+DEFAULT_PRECISION = "fast"
 
 
 def _preset() -> dict:
@@ -82,10 +84,15 @@ def _inv16(a):
 
 @triton.jit
 def _mm(a, b, UP: tl.constexpr):
-    """tl.dot; under the interpreter (UP) the operands, already rounded to the kernel's dot
-    dtype, are upcast to fp32 first, because the interpreter's bf16/fp16 dot is wrong."""
-    if UP:
+    """tl.dot by mode UP: 0 native (bf16/fp16 tensor cores, tf32 for fp32 operands);
+    1 interpreter: operands, already rounded to the dot dtype, upcast to fp32 (the
+    interpreter's bf16/fp16 dot is wrong); 2 fp32 inputs: 3 x tf32 (near-fp32); 3 ieee fp32."""
+    if UP == 1:
         return tl.dot(a.to(tl.float32), b.to(tl.float32))
+    elif UP == 2:
+        return tl.dot(a, b, input_precision="tf32x3")
+    elif UP == 3:
+        return tl.dot(a, b, input_precision="ieee")
     else:
         return tl.dot(a, b)
 
@@ -161,19 +168,20 @@ def _chunk_bounds(cu, chunk_seq, chunk_idx, i_c):
 # stage 1: per-chunk UT transform
 # --------------------------------------------------------------------------------------
 @triton.jit
-def _prep_kernel(
-    q, k, v, beta, g, cu, chunk_seq, chunk_idx,
-    w_out, u_out, p_out, g_out, t_out,
-    scale, H,
-    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, STORE_T: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+def _solve_kernel(
+    k, beta, g, cu, chunk_seq, chunk_idx, t_out, g_out,
+    H,
+    K: tl.constexpr, BK: tl.constexpr, USE_G: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
+    """Tinv = (I + A)^-1 of one chunk (and the within-chunk cumulative log decay G).
+
+    The four 16x16 diagonal blocks are inverted by forward substitution (few warps, so the
+    row reductions stay inside a warp); the off-diagonal blocks follow by block substitution
+    X_ij = -X_ii sum_m A_im X_mj. Only the lower blocks of Tinv are written."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
     t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
     o16 = tl.arange(0, 16)
-
-    # the four 16-row sub-blocks: keys, beta, cumulative decay
     k0 = _load_rows(k, t0, eos, H, h, K, BK, 16, 0).to(DT)
     k1 = _load_rows(k, t0 + 16, eos, H, h, K, BK, 16, 0).to(DT)
     k2 = _load_rows(k, t0 + 32, eos, H, h, K, BK, 16, 0).to(DT)
@@ -190,90 +198,73 @@ def _prep_kernel(
         g2 = tl.cumsum(_load_vec(g, t0 + 32, eos, H, h, 16), 0) + tl.sum(tl.where(o16 == 15, g1, 0.0), 0)
         g3 = tl.cumsum(_load_vec(g, t0 + 48, eos, H, h, 16), 0) + tl.sum(tl.where(o16 == 15, g2, 0.0), 0)
     else:
-        gl = tl.zeros([64], dtype=tl.float32)
         g0 = tl.zeros([16], dtype=tl.float32)
         g1 = g0
         g2 = g0
         g3 = g0
-
-    # diagonal blocks of (I + A)^-1
-    x00 = _inv16(_a_block(k0, k0, b0, g0, g0, True, USE_G, UP))
-    x11 = _inv16(_a_block(k1, k1, b1, g1, g1, True, USE_G, UP))
-    x22 = _inv16(_a_block(k2, k2, b2, g2, g2, True, USE_G, UP))
-    x33 = _inv16(_a_block(k3, k3, b3, g3, g3, True, USE_G, UP))
+    # all ten blocks of A first, so the key tiles die early
+    a00 = _a_block(k0, k0, b0, g0, g0, True, USE_G, UP)
     a10 = _a_block(k1, k0, b1, g1, g0, False, USE_G, UP)
     a20 = _a_block(k2, k0, b2, g2, g0, False, USE_G, UP)
-    a21 = _a_block(k2, k1, b2, g2, g1, False, USE_G, UP)
     a30 = _a_block(k3, k0, b3, g3, g0, False, USE_G, UP)
+    a11 = _a_block(k1, k1, b1, g1, g1, True, USE_G, UP)
+    a21 = _a_block(k2, k1, b2, g2, g1, False, USE_G, UP)
     a31 = _a_block(k3, k1, b3, g3, g1, False, USE_G, UP)
+    a22 = _a_block(k2, k2, b2, g2, g2, True, USE_G, UP)
     a32 = _a_block(k3, k2, b3, g3, g2, False, USE_G, UP)
-    # off-diagonal blocks by block forward substitution: X_ij = -X_ii sum_m A_im X_mj
+    a33 = _a_block(k3, k3, b3, g3, g3, True, USE_G, UP)
+    x00 = _inv16(a00)
+    x11 = _inv16(a11)
+    x22 = _inv16(a22)
+    x33 = _inv16(a33)
     x10 = -_dot32(x11, _dot32(a10, x00))
     x21 = -_dot32(x22, _dot32(a21, x11))
     x32 = -_dot32(x33, _dot32(a32, x22))
     x20 = -_dot32(x22, _dot32(a20, x00) + _dot32(a21, x10))
     x31 = -_dot32(x33, _dot32(a31, x11) + _dot32(a32, x21))
     x30 = -_dot32(x33, _dot32(a30, x00) + _dot32(a31, x10) + _dot32(a32, x20))
+    _store_rows(t_out, x00, t0, eos, H, h, 64, 16, 16, 0)
+    _store_rows(t_out, x10, t0 + 16, eos, H, h, 64, 16, 16, 0)
+    _store_rows(t_out, x11, t0 + 16, eos, H, h, 64, 16, 16, 16)
+    _store_rows(t_out, x20, t0 + 32, eos, H, h, 64, 16, 16, 0)
+    _store_rows(t_out, x21, t0 + 32, eos, H, h, 64, 16, 16, 16)
+    _store_rows(t_out, x22, t0 + 32, eos, H, h, 64, 16, 16, 32)
+    _store_rows(t_out, x30, t0 + 48, eos, H, h, 64, 16, 16, 0)
+    _store_rows(t_out, x31, t0 + 48, eos, H, h, 64, 16, 16, 16)
+    _store_rows(t_out, x32, t0 + 48, eos, H, h, 64, 16, 16, 32)
+    _store_rows(t_out, x33, t0 + 48, eos, H, h, 64, 16, 16, 48)
 
-    if STORE_T:
-        _store_rows(t_out, x00, t0, eos, H, h, 64, 16, 16, 0)
-        _store_rows(t_out, x10, t0 + 16, eos, H, h, 64, 16, 16, 0)
-        _store_rows(t_out, x11, t0 + 16, eos, H, h, 64, 16, 16, 16)
-        _store_rows(t_out, x20, t0 + 32, eos, H, h, 64, 16, 16, 0)
-        _store_rows(t_out, x21, t0 + 32, eos, H, h, 64, 16, 16, 16)
-        _store_rows(t_out, x22, t0 + 32, eos, H, h, 64, 16, 16, 32)
-        _store_rows(t_out, x30, t0 + 48, eos, H, h, 64, 16, 16, 0)
-        _store_rows(t_out, x31, t0 + 48, eos, H, h, 64, 16, 16, 16)
-        _store_rows(t_out, x32, t0 + 48, eos, H, h, 64, 16, 16, 32)
-        _store_rows(t_out, x33, t0 + 48, eos, H, h, 64, 16, 16, 48)
 
-    # W = Tinv (beta e^G K), row block by row block
-    if USE_G:
-        y0 = (k0 * (b0 * tl.exp(g0))[:, None]).to(DT)
-        y1 = (k1 * (b1 * tl.exp(g1))[:, None]).to(DT)
-        y2 = (k2 * (b2 * tl.exp(g2))[:, None]).to(DT)
-        y3 = (k3 * (b3 * tl.exp(g3))[:, None]).to(DT)
-    else:
-        y0 = (k0 * b0[:, None]).to(DT)
-        y1 = (k1 * b1[:, None]).to(DT)
-        y2 = (k2 * b2[:, None]).to(DT)
-        y3 = (k3 * b3[:, None]).to(DT)
-    _store_rows(w_out, _mm(x00.to(DT), y0, UP), t0, eos, H, h, K, BK, 16, 0)
-    _store_rows(w_out, _mm(x10.to(DT), y0, UP) + _mm(x11.to(DT), y1, UP), t0 + 16, eos, H, h, K, BK, 16, 0)
-    _store_rows(
-        w_out, _mm(x20.to(DT), y0, UP) + _mm(x21.to(DT), y1, UP) + _mm(x22.to(DT), y2, UP), t0 + 32, eos, H, h, K, BK, 16, 0
-    )
-    _store_rows(
-        w_out,
-        _mm(x30.to(DT), y0, UP) + _mm(x31.to(DT), y1, UP) + _mm(x32.to(DT), y2, UP) + _mm(x33.to(DT), y3, UP),
-        t0 + 48, eos, H, h, K, BK, 16, 0,
-    )
-    # U = Tinv (beta V), in column blocks of BV
-    for v0 in range(0, V, BV):
-        z0 = (_load_rows(v, t0, eos, H, h, V, BV, 16, v0) * b0[:, None]).to(DT)
-        z1 = (_load_rows(v, t0 + 16, eos, H, h, V, BV, 16, v0) * b1[:, None]).to(DT)
-        z2 = (_load_rows(v, t0 + 32, eos, H, h, V, BV, 16, v0) * b2[:, None]).to(DT)
-        z3 = (_load_rows(v, t0 + 48, eos, H, h, V, BV, 16, v0) * b3[:, None]).to(DT)
-        _store_rows(u_out, _mm(x00.to(DT), z0, UP), t0, eos, H, h, V, BV, 16, v0)
-        _store_rows(u_out, _mm(x10.to(DT), z0, UP) + _mm(x11.to(DT), z1, UP), t0 + 16, eos, H, h, V, BV, 16, v0)
-        _store_rows(
-            u_out, _mm(x20.to(DT), z0, UP) + _mm(x21.to(DT), z1, UP) + _mm(x22.to(DT), z2, UP),
-            t0 + 32, eos, H, h, V, BV, 16, v0,
-        )
-        _store_rows(
-            u_out,
-            _mm(x30.to(DT), z0, UP) + _mm(x31.to(DT), z1, UP) + _mm(x32.to(DT), z2, UP) + _mm(x33.to(DT), z3, UP),
-            t0 + 48, eos, H, h, V, BV, 16, v0,
-        )
-
-    # P = scale (Q K^T * exp(G_i - G_j)) on j <= i
+@triton.jit
+def _wu_kernel(
+    q, k, v, beta, gcum, tinv, cu, chunk_seq, chunk_idx,
+    w_out, u_out, p_out,
+    scale, H,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+):
+    """W = Tinv (beta e^G K), U = Tinv (beta V) and P = scale (Q K^T * exp(G_i - G_j)) on j <= i."""
+    i_c = tl.program_id(0)
+    h = tl.program_id(1)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
     o64 = tl.arange(0, 64)
-    qf = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-    kf = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
-    s = _mm(qf, tl.trans(kf), UP) * scale
     causal = o64[:, None] >= o64[None, :]
+    b_t = tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+    b_b = _load_vec(beta, t0, eos, H, h, 64)
+    b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0)
     if USE_G:
-        s = s * tl.exp(tl.where(causal, gl[:, None] - gl[None, :], 0.0))
+        b_g = _load_vec(gcum, t0, eos, H, h, 64)
+        b_bk = b_b * tl.exp(b_g)
+    else:
+        b_bk = b_b
+    _store_rows(w_out, _mm(b_t, (b_k * b_bk[:, None]).to(DT), UP), t0, eos, H, h, K, BK, 64, 0)
+    for v0 in range(0, V, BV):
+        b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0)
+        _store_rows(u_out, _mm(b_t, (b_v * b_b[:, None]).to(DT), UP), t0, eos, H, h, V, BV, 64, v0)
+    b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+    s = _mm(b_q, tl.trans(b_k.to(DT)), UP) * scale
+    if USE_G:
+        s = s * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0))
     s = tl.where(causal, s, 0.0)
     _store_rows(p_out, s, t0, eos, H, h, 64, 64, 64, 0)
 
@@ -576,26 +567,30 @@ def _buf(name: str, dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if name in TUNING.get("fp32_bufs", _preset()["bufs"]) else dtype
 
 
-def _prec(dtype: torch.dtype) -> dict:
-    """fp32 inputs: near-fp32 tensor-core dots (3 x tf32) instead of Triton's tf32 default."""
-    if dtype == torch.float32 and not _interpreting():
-        return {"default_dot_input_precision": "tf32x3"}
-    return {}
+def _up(dtype: torch.dtype) -> int:
+    """Dot mode of _mm: the interpreter, fp32 inputs (tf32x3, or ieee via TUNING['fp32_dot']), native."""
+    if _interpreting():
+        return 1
+    if dtype == torch.float32:
+        return 3 if _cfg("fp32_dot", "tf32x3") == "ieee" else 2
+    return 0
 
 
 def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[int, int, int]:
-    """(BV, num_warps, num_stages) for the recurrence kernels: big V tiles unless there are too
-    few programs; software pipelining only where its shared memory fits (16-bit, K <= 128)."""
+    """(BV, num_warps, num_stages) of a recurrence kernel (grid V/BV x N*H, serial over chunks).
+
+    From an H100 sweep: 4 warps; 64-wide V blocks when that still gives >= 256 programs at
+    K = 128, else 32 (more programs for few heads or short keys); the forward pipelines its
+    loads (2 stages) where the shared memory fits (16-bit dots, K <= 128)."""
     BV = _cfg(name + "_bv", None)
     if BV is None:
-        BV = min(64, _pow2(V))
-        if NH * triton.cdiv(V, BV) < 2 * 132 and BV > 32 and not _interpreting():
-            BV = 32
-        if _pow2(K) * BV > 128 * 64:
-            BV = max(16, (128 * 64) // _pow2(K))
-    nw = _cfg(name + "_warps", 4 if _pow2(K) * BV <= 64 * 64 else 8)
+        BV = 64 if (NH * triton.cdiv(V, 64) >= 256 and 128 <= _pow2(K) <= 128) else 32
+        if _interpreting():
+            BV = 64
+        BV = min(BV, _pow2(V))
+    nw = _cfg(name + "_warps", 4)
     wide = dtype == torch.float32 or _dot_dtype(dtype, name) == tl.float32
-    ns = _cfg(name + "_stages", 2 if (not wide and _pow2(K) <= 128) else 1)
+    ns = _cfg(name + "_stages", 2 if (name == "fwd" and not wide and _pow2(K) <= 128) else 1)
     return BV, nw, ns
 
 
@@ -609,25 +604,40 @@ def _launch(kernel, grid, args, kwargs):
         kernel[grid](*args, **dict(kwargs, num_stages=1))
 
 
-def _prep(q, k, v, g, beta, scale, meta, H, store_t):
-    Ttot = q.shape[0]
-    K, V = q.shape[-1], v.shape[-1]
+def _solve(k, g, beta, meta, H):
+    """Tinv [tokens, H, 64] (lower blocks written) and G [tokens, H] fp32 (gated only)."""
+    Ttot, K = k.shape[0], k.shape[-1]
+    dt = k.dtype
+    tinv = _alloc((Ttot, H, BT), device=k.device, dtype=_buf("tinv", dt))
+    gcum = _alloc((Ttot, H), device=k.device, dtype=torch.float32) if g is not None else None
+    if meta.total:
+        _solve_kernel[(meta.total, H)](
+            k, beta, g if g is not None else beta, meta.cu, meta.chunk_seq, meta.chunk_idx,
+            tinv, gcum if gcum is not None else tinv,
+            H,
+            K=K, BK=_pow2(K), USE_G=g is not None, DT=_dot_dtype(dt, "solve"), UP=_up(dt),
+            num_warps=_cfg("solve_warps", 2), num_stages=1,
+        )
+    return tinv, gcum
+
+
+def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
+    """W [tokens, H, K], U [tokens, H, V] and P [tokens, H, 64] of every chunk."""
+    Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     w = _alloc((Ttot, H, K), device=q.device, dtype=_buf("w", dt))
     u = _alloc((Ttot, H, V), device=q.device, dtype=_buf("u", dt))
     p = _alloc((Ttot, H, BT), device=q.device, dtype=_buf("p", dt))
-    gcum = _alloc((Ttot, H), device=q.device, dtype=torch.float32) if g is not None else None
-    tinv = _alloc((Ttot, H, BT), device=q.device, dtype=_buf("tinv", dt)) if store_t else None
     if meta.total:
-        _prep_kernel[(meta.total, H)](
-            q, k, v, beta, g if g is not None else beta, meta.cu, meta.chunk_seq, meta.chunk_idx,
-            w, u, p, gcum if gcum is not None else p, tinv if tinv is not None else p,
+        _wu_kernel[(meta.total, H)](
+            q, k, v, beta, gcum if gcum is not None else p, tinv, meta.cu, meta.chunk_seq, meta.chunk_idx,
+            w, u, p,
             scale, H,
             K=K, V=V, BK=_pow2(K), BV=min(64, _pow2(V)),
-            USE_G=g is not None, STORE_T=store_t, DT=_dot_dtype(dt, "prep"), UP=_interpreting(),
-            num_warps=_cfg("prep_warps", 8), num_stages=1, **_prec(dt),
+            USE_G=gcum is not None, DT=_dot_dtype(dt, "wu"), UP=_up(dt),
+            num_warps=_cfg("wu_warps", 4), num_stages=_cfg("wu_stages", 1),
         )
-    return w, u, p, gcum, tinv
+    return w, u, p
 
 
 def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_state):
@@ -649,17 +659,17 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
         scale, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV,
         USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
-        OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt, "fwd"), UP=_interpreting(),
-        num_warps=nw, num_stages=ns, **_prec(dt),
+        OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt, "fwd"), UP=_up(dt),
+        num_warps=nw, num_stages=ns,
     ))
     return (o, ht) if output else (hs, vn)
 
 
-def _backward(q, k, v, g, beta, scale, h0, do, dht, meta, H):
+def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    w, u, p, gcum, tinv = _prep(q, k, v, g, beta, scale, meta, H, store_t=True)
+    w, u, p = _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
     hs, vn = _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output=False, output_final_state=False)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
     dvn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("dvn", dt))
@@ -670,8 +680,8 @@ def _backward(q, k, v, g, beta, scale, h0, do, dht, meta, H):
         meta.cu, meta.chunk_off, dhs, dvn, dh0 if dh0 is not None else p,
         scale, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV,
-        USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_interpreting(),
-        num_warps=nw, num_stages=ns, **_prec(dt),
+        USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_up(dt),
+        num_warps=nw, num_stages=ns,
     ))
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
     dk = _alloc(k.shape, device=k.device, dtype=torch.float32)  # re-read by its own program
@@ -685,9 +695,9 @@ def _backward(q, k, v, g, beta, scale, h0, do, dht, meta, H):
             meta.cu, meta.chunk_seq, meta.chunk_idx,
             dq, dk, dv, dbeta, dg if dg is not None else dbeta,
             scale, H,
-            K=K, V=V, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
-            USE_G=g is not None, DT=_dot_dtype(dt, "bwd"), UP=_interpreting(),
-            num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1), **_prec(dt),
+            K=K, V=V, BK=min(_cfg("bwd_bk", 64), _pow2(K)), BV=min(_cfg("bwd_bv", 64), _pow2(V)),
+            USE_G=g is not None, DT=_dot_dtype(dt, "bwd"), UP=_up(dt),
+            num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1),
         )
     else:
         dq.zero_(), dk.zero_(), dv.zero_(), dbeta.zero_()
@@ -707,20 +717,23 @@ class _ChunkDeltaRule(torch.autograd.Function):
         bf = beta.reshape(B * T, H).contiguous()
         gf = g.reshape(B * T, H).contiguous() if g is not None else None
         h0 = initial_state.contiguous() if initial_state is not None else None
-        w, u, p, gcum, _ = _prep(qf, kf, vf, gf, bf, scale, meta, H, store_t=False)
+        tinv, gcum = _solve(kf, gf, bf, meta, H)
+        w, u, p = _wu(qf, kf, vf, bf, gcum, tinv, scale, meta, H)
         o, ht = _recurrence(qf, kf, w, u, p, gcum, h0, scale, meta, H, output=True,
                             output_final_state=output_final_state)
-        ctx.save_for_backward(qf, kf, vf, gf, bf, h0)
+        # Tinv and G are kept (64 + 1 values per token and head); W, U, P and the chunk
+        # states are recomputed in the backward.
+        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum)
         ctx.meta, ctx.scale, ctx.shape = meta, scale, (B, T, H, K, V)
         return o.reshape(B, T, H, V), ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        qf, kf, vf, gf, bf, h0 = ctx.saved_tensors
+        qf, kf, vf, gf, bf, h0, tinv, gcum = ctx.saved_tensors
         B, T, H, K, V = ctx.shape
         do = do.reshape(B * T, H, V).to(qf.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
-        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, do, dht, ctx.meta, H)
+        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H)
         return (
             dq.reshape(B, T, H, K), dk.reshape(B, T, H, K), dv.reshape(B, T, H, V),
             dg.reshape(B, T, H) if dg is not None else None, db.reshape(B, T, H),
