@@ -123,7 +123,7 @@ def correctness(zk, smoke, quick=False, deadline=float("inf"), ch=None):
         for gated in (False, True):
             res.append(check(zk, f"{'gated ' if gated else ''}real 8x2048x16x128 bf16", 8, 2048, 16, 128, 128,
                              gated, bf, f32))
-        for mode in ("tf32x3", "ieee"):
+        for mode in (() if smoke == "quick" else ("tf32x3", "ieee")):
             ch.TUNING.clear()
             ch.TUNING["fp32_dot"] = mode
             try:
@@ -228,12 +228,13 @@ def load_fla():
         return None, None
 
 
-def timings(zk, ch, fla_fn):
+def timings(zk, ch, fla_fn, quick=False):
     rows = []
     runs = [("zoo", zk.chunk_delta_rule, False, False, None),
             ("zoo_gated", zk.chunk_gated_delta_rule, True, False, None),
             ("fla", fla_fn, False, True, None)]
-    runs += [("zoo_" + p, zk.chunk_delta_rule, False, False, p) for p in ("balanced",) if p != ch.DEFAULT_PRECISION]
+    if not quick:
+        runs += [("zoo_" + p, zk.chunk_delta_rule, False, False, p) for p in ("balanced",) if p != ch.DEFAULT_PRECISION]
     for s in SHAPES:
         row = {"shape": list(s)}
         for name, fn, gated, is_fla, preset in runs:
@@ -334,6 +335,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench" / "results" / "kernels"))
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; the sweep stops there")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="real-shape checks, zoo timings and one profile only (short device budgets)")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU shapes under TRITON_INTERPRET=1")
     a = ap.parse_args()
     out = Path(a.out)
@@ -355,15 +358,23 @@ def main():
         return
     deadline = T0 + a.budget
     try:
-        res["correctness"] = correctness(zk, False, quick=True, ch=ch)
+        res["correctness"] = correctness(zk, "quick" if a.quick else False, quick=True, ch=ch)
     except Exception:
         res["correctness"] = [{"name": "real shape", "error": traceback.format_exc()[-2000:], "pass": False}]
         log("quick correctness ERROR", res["correctness"][0]["error"][-500:])
     save()
-    fla_fn, fla_ver = load_fla()
+    fla_fn, fla_ver = load_fla() if not a.quick else (None, None)
     res["fla_version"] = fla_ver
-    res["timings"] = timings(zk, ch, fla_fn)
+    res["timings"] = timings(zk, ch, fla_fn, quick=a.quick)
     save()
+    if a.quick:
+        try:
+            res["profile_zoo"] = profile_kernels(zk.chunk_delta_rule, SHAPES[0])
+            log("profile_zoo", json.dumps(dict(list(res["profile_zoo"].items())[:8])))
+        except Exception:
+            res["profile_error"] = traceback.format_exc()[-1500:]
+        save()
+        a.no_sweep = True
     try:
         res["profile_zoo"] = profile_kernels(zk.chunk_delta_rule, SHAPES[0])
         res["profile_zoo_gated"] = profile_kernels(zk.chunk_gated_delta_rule, SHAPES[0], gated=True)
@@ -373,14 +384,17 @@ def main():
         for key in ("profile_zoo", "profile_zoo_gated", "profile_zoo_2x8192", "profile_fla"):
             if key in res:
                 log(key, json.dumps(dict(list(res[key].items())[:12])))
+    except StopIteration:
+        pass
     except Exception:
         res["profile_error"] = traceback.format_exc()[-1500:]
         log("profile ERROR", res["profile_error"][-300:])
     save()
-    res["correctness"] += correctness(zk, False, deadline=T0 + 0.62 * a.budget)
-    save()
-    res["presets"] = presets(zk, ch)
-    save()
+    if not a.quick:
+        res["correctness"] += correctness(zk, False, deadline=T0 + 0.62 * a.budget)
+        save()
+        res["presets"] = presets(zk, ch)
+        save()
     if not a.no_sweep:
         res["sweep"] = sweep(zk, ch, deadline)
         save()
