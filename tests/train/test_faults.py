@@ -98,15 +98,19 @@ def test_batch_that_does_not_split_is_a_clear_error(tiny_run):
         tiny_run(["train.micro_batch_size=3"])
 
 
-def test_too_small_corpus_is_a_clear_error(tmp_path, capsys):
+@pytest.mark.parametrize("text, expected", [
+    ("A short first document.\n\nAnd a second one, also short.\n", "too small"),
+    ("", "no documents"),
+], ids=["too-small", "empty"])
+def test_too_small_or_empty_corpus_is_a_clear_error(tmp_path, capsys, text, expected):
     corpus = tmp_path / "tiny.txt"
-    corpus.write_text("A short first document.\n\nAnd a second one, also short.\n")
+    corpus.write_text(text)
     with pytest.raises(SystemExit) as info:
         main(["train", "recipes/hybrid_swa.yaml", "data.type=text", f"data.path={corpus}", f"runs_root={tmp_path}/runs",
               "train.accelerator=cpu", "data.tokenizer.vocab_size=300", "data.tokenizer.min_frequency=1"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "too small" in err and "Traceback" not in err
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # no half-made run directory, LATEST untouched
 
 
