@@ -59,3 +59,17 @@ def test_cache_and_packed_documents_are_exclusive():
 def test_cache_bytes_are_constant_in_context():
     layer = DeltaNet(64, DeltaNetConfig(n_heads=4))
     assert layer.cache_bytes(2, 1024, 2) == layer.cache_bytes(2, 65536, 2) == 2 * (4 * 16 * 16 * 4 + 3 * 3 * 64 * 2)
+
+
+@pytest.mark.parametrize("cls,cfg", [(DeltaNet, DeltaNetConfig), (GatedDeltaNet, GatedDeltaNetConfig)])
+def test_fp32_decode_steps_update_the_state_in_place(cls, cfg):
+    torch.manual_seed(0)
+    layer = cls(32, cfg(n_heads=2))
+    x = torch.randn(2, 9, 32)
+    full = layer(x)
+    cache = layer.init_cache(2)
+    out = [layer(x[:, :4], cache=cache)]
+    state = cache.state
+    out += [layer(x[:, i : i + 1], cache=cache) for i in range(4, 9)]
+    assert cache.state is state  # the decode step wrote into the prefill's state
+    torch.testing.assert_close(torch.cat(out, 1), full, rtol=1e-4, atol=1e-5)

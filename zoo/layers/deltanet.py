@@ -44,7 +44,7 @@ class GatedDeltaNetConfig(DeltaNetConfig):
 class DeltaNetCache:
     """Generation state of one layer: the recurrent state and the conv's last inputs.
 
-    state [B, H, K, V] fp32; conv tails [B, conv_size - 1, channels] (None without conv).
+    state [B, H, K, V] fp32 (fp64 for a float64 model); conv tails [B, conv_size - 1, channels] (None without conv).
     """
 
     state: torch.Tensor
@@ -144,14 +144,19 @@ class DeltaNet(nn.Module):
         k = F.normalize(k.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
         v = v.view(B, T, H, dv)
         beta = torch.sigmoid(self.b_proj(x).to(f32)).to(x.dtype)
-        args = dict(initial_state=cache.state if cache else None, output_final_state=cache is not None, cu_seqlens=cu_seqlens)
+        g = None
         if self.gated:
             g = -self.A_log.to(f32).exp() * F.softplus(self.a_proj(x).to(f32) + self.dt_bias.to(f32))
-            o, state = _gated_delta_rule(q, k, v, g, beta, chunk_size=self.config.chunk_size, **args)
+        if cache is not None and T == 1 and cache.state.dtype == torch.float32:
+            # decode: updates the fp32 state in place (on CUDA one Triton launch, CUDA-graph friendly)
+            o = kernels.delta_rule_step(q[:, 0], k[:, 0], v[:, 0], beta[:, 0], cache.state,
+                                        g=None if g is None else g[:, 0])[:, None]
         else:
-            o, state = _delta_rule(q, k, v, beta, chunk_size=self.config.chunk_size, **args)
-        if cache is not None:
-            cache.state = state
+            o, state = _delta_rule(q, k, v, beta, g, chunk_size=self.config.chunk_size,
+                                   initial_state=cache.state if cache else None,
+                                   output_final_state=cache is not None, cu_seqlens=cu_seqlens)
+            if cache is not None:
+                cache.state = state.contiguous()
         gate = self.g_proj(x).view(B, T, H, dv) if self.config.use_gate else None
         o = self.o_norm(o, gate)
         return self.o_proj(o.reshape(B, T, H * dv))
@@ -161,7 +166,7 @@ class DeltaNet(nn.Module):
         dtype = dtype or self.o_proj.weight.dtype
         H, dk, dv, w = self.n_heads, self.head_k, self.head_v, self.config.conv_size
         tail = (lambda c: torch.zeros(batch_size, w - 1, c, device=device, dtype=dtype)) if w > 0 else (lambda c: None)
-        state = torch.zeros(batch_size, H, dk, dv, device=device, dtype=torch.float32)
+        state = torch.zeros(batch_size, H, dk, dv, device=device, dtype=torch.promote_types(dtype, torch.float32))
         return DeltaNetCache(state, tail(H * dk), tail(H * dk), tail(H * dv))
 
     def flops_per_token(self, d_model: int, context: int) -> float:
@@ -184,17 +189,12 @@ class GatedDeltaNet(DeltaNet):
     gated = True
 
 
-def _delta_rule(q, k, v, beta, chunk_size, **kw):
+def _delta_rule(q, k, v, beta, g, chunk_size, **kw):
+    """Chunkwise (gated) delta rule: the Triton kernel on CUDA, the PyTorch WY/UT form elsewhere."""
     if q.is_cuda:
-        if q.shape[1] == 1 and kw["cu_seqlens"] is None:
-            return kernels.fused_recurrent_delta_rule(q, k, v, beta, **kw)
-        return kernels.chunk_delta_rule(q, k, v, beta, **kw)
-    return kernels.torch_chunk_delta_rule(q, k, v, beta, chunk_size=chunk_size, **kw)
-
-
-def _gated_delta_rule(q, k, v, g, beta, chunk_size, **kw):
-    if q.is_cuda:
-        if q.shape[1] == 1 and kw["cu_seqlens"] is None:
-            return kernels.fused_recurrent_gated_delta_rule(q, k, v, g, beta, **kw)
+        if g is None:
+            return kernels.chunk_delta_rule(q, k, v, beta, **kw)
         return kernels.chunk_gated_delta_rule(q, k, v, g, beta, **kw)
+    if g is None:
+        return kernels.torch_chunk_delta_rule(q, k, v, beta, chunk_size=chunk_size, **kw)
     return kernels.torch_chunk_gated_delta_rule(q, k, v, g, beta, chunk_size=chunk_size, **kw)
