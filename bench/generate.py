@@ -406,6 +406,23 @@ def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str],
     free(device)
 
 
+def cache_table(args) -> str:
+    """Markdown: each model's cache size from its mixers' ``cache_bytes`` (computed, on the meta device)."""
+    from zoo.model import ZooModel
+
+    patterns = SMOKE_PATTERNS if args.smoke else PATTERNS
+    unit, scale = ("KiB", 2 ** 10) if args.smoke else ("MiB", 2 ** 20)
+    lines = [f"| model ({unit}) | batch | " + " | ".join(_fmt_ctx(c) for c in args.contexts) + " |\n",
+             "|---|---|" + "---|" * len(args.contexts) + "\n"]
+    for name in [m for m in args.models.split(",") if m]:
+        with torch.device("meta"):
+            model = ZooModel(zoo_config(patterns[name], args.smoke, max(args.contexts)))
+        for B in args.batches:
+            size = [sum(layer.mixer.cache_bytes(B, C, 2) for layer in model.layers) / scale for C in args.contexts]
+            lines.append(f"| {name} | {B} | " + " | ".join(f"{m:,.1f}" for m in size) + " |\n")
+    return "".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -487,6 +504,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--budget", type=float, default=400.0, help="seconds before the rest is skipped")
     ap.add_argument("--no-graphs", action="store_true")
     ap.add_argument("--no-fla", action="store_true")
+    ap.add_argument("--cache-table", action="store_true",
+                    help="print the computed cache sizes (mixers' cache_bytes, bf16) and exit; no GPU needed")
     args = ap.parse_args(argv)
     if args.smoke:
         args.contexts = args.contexts or [32, 80]
@@ -496,6 +515,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         args.contexts = args.contexts or [1024 * 2 ** i for i in range(7)]
         args.batches = args.batches or [1, 64]
     args.contexts = sorted(args.contexts)
+    if args.cache_table:
+        import_zoo()
+        table = cache_table(args)
+        print(table)
+        return {"cache_table": table}
     with torch.no_grad():
         return run(args)
 

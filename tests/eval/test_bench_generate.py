@@ -42,3 +42,14 @@ def test_smoke_sweep_and_report(tmp_path):
     assert all(r["tokens_per_s"] > 0 and r["cache_mib"] > 0 for r in ok)
     md = (tmp_path / "generate.md").read_text()
     assert "| deltanet | zoo eager | 2 |" in md and (tmp_path / "generate.json").is_file()
+
+
+def test_cache_table_is_flat_for_deltanet_and_bounded_for_swa():
+    bench = load_bench()
+    table = bench.main(["--smoke", "--cache-table", "--contexts", "8,16,64", "--batches", "1"])["cache_table"]
+    assert table.startswith("| model (KiB) |")
+    rows = {line.split("|")[1].strip(): [float(x.replace(",", "")) for x in line.split("|")[3:-1]]
+            for line in table.splitlines()[2:]}
+    assert len(set(rows["deltanet"])) == 1  # recurrent state: constant in context
+    assert rows["hybrid_swa"][1] == rows["hybrid_swa"][2] > rows["hybrid_swa"][0]  # window 16 fills, then stays
+    assert rows["transformer"][2] == 4 * rows["transformer"][1]  # KV cache grows with context
