@@ -16,8 +16,7 @@ from zoo.errors import ZooError
 def generate_text(run_dir: str | Path, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
                   device: Optional[str] = None, seed: int = 0) -> str:
     """The continuation of ``prompt`` (without the prompt) as text."""
-    from zoo.data.tokenizer import load_tokenizer
-    from zoo.eval.lm import resolve_model_dir
+    from zoo.eval.lm import load_run_tokenizer, resolve_model_dir
     from zoo.model import ZooModel
 
     if max_new_tokens < 1:
@@ -27,7 +26,7 @@ def generate_text(run_dir: str | Path, prompt: str, max_new_tokens: int = 64, te
     model_dir = resolve_model_dir(run_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = ZooModel.from_pretrained(model_dir, device=dev, dtype=torch.bfloat16 if dev.type == "cuda" else None).eval()
-    tok = load_tokenizer(model_dir)
+    tok = load_run_tokenizer(model_dir)
     ids = torch.tensor([[tok.eos_id] + tok.encode(prompt)], device=dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
     out = model.generate(ids, max_new_tokens=max_new_tokens, temperature=temperature, eos_token_id=tok.eos_id,

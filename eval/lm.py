@@ -58,6 +58,17 @@ def resolve_model_dir(path: str | Path) -> Path:
                    "pass a run directory written by `zoo train`")
 
 
+def load_run_tokenizer(model_dir: Path):
+    """The run's ``tokenizer.json`` as a ZooTokenizer; a missing or unusable one is a ZooError."""
+    from zoo.data.config import DataConfigError
+    from zoo.data.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(model_dir)
+    except DataConfigError as err:
+        raise ZooError(f"{model_dir}: {err}") from None
+
+
 def _dtype(value: Any, device: torch.device) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
@@ -104,7 +115,6 @@ class ZooLM(TemplateLM):
         if unused:
             raise ZooError(f"unknown model_args for zoo: {', '.join(sorted(unused))}. Valid: pretrained, device, "
                            "dtype, batch_size, max_length, max_gen_toks, lockstep_tokens, prefix_eos")
-        from zoo.data.tokenizer import load_tokenizer
         from zoo.model import ZooModel
 
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -117,7 +127,7 @@ class ZooLM(TemplateLM):
                 raise ZooError("the zoo model needs pretrained=RUN_DIR (a directory written by `zoo train`)")
             self.model_dir: Optional[Path] = resolve_model_dir(pretrained)
             model = ZooModel.from_pretrained(self.model_dir, device=self._device, dtype=self._dtype)
-            tokenizer = tokenizer or load_tokenizer(self.model_dir)
+            tokenizer = tokenizer or load_run_tokenizer(self.model_dir)
         else:
             self.model_dir = None
             model = model.to(device=self._device, dtype=self._dtype)

@@ -137,3 +137,6 @@ def test_registered_and_built_from_arg_string(tmp_path, tokenizer):
             ZooLM(pretrained=str(run), device="cuda:0")
     with pytest.raises(ZooError, match="holds no zoo model"):
         ZooLM(pretrained=str(tmp_path))
+    (run / "model" / "tokenizer.json").unlink()
+    with pytest.raises(ZooError, match="no tokenizer at"):
+        ZooLM(pretrained=str(run))
