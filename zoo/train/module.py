@@ -36,22 +36,37 @@ class NonFiniteLossError(ZooError):
     """Training produced NaN/inf and the policy says stop (or too many steps were skipped)."""
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
-    """AdamW groups: decay on matrices of linear layers; none on norms, biases or embeddings.
+def decay_names(model: nn.Module) -> set:
+    """Names of the parameters AdamW decays: matrices of linear layers; not norms, biases or embeddings.
 
-    Shared (tied) parameters appear once; an embedding tied to the LM head gets no decay.
+    Decided on the unwrapped model (FSDP later flattens parameters, so shapes cannot tell then).
     """
     no_decay: set = set()
     for module in model.modules():
         if isinstance(module, nn.Embedding) or "norm" in type(module).__name__.lower():
             no_decay.update(id(p) for p in module.parameters(recurse=False))
-    decay, plain, seen = [], [], set()
-    for _, p in model.named_parameters():
+    return {name for name, p in model.named_parameters() if p.ndim >= 2 and id(p) not in no_decay}
+
+
+def _clean(name: str) -> str:
+    for wrapper in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."):
+        name = name.replace(wrapper, "")
+    return name
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay: Optional[set] = None) -> List[Dict[str, Any]]:
+    """AdamW groups: ``decay`` names (default ``decay_names(model)``) get ``weight_decay``, the rest none.
+
+    Shared (tied) parameters appear once; an embedding tied to the LM head gets no decay.
+    """
+    decay = decay_names(model) if decay is None else decay
+    with_decay, plain, seen = [], [], set()
+    for name, p in model.named_parameters():
         if id(p) in seen or not p.requires_grad:
             continue
         seen.add(id(p))
-        (plain if p.ndim < 2 or id(p) in no_decay else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        (with_decay if _clean(name) in decay else plain).append(p)
+    return [{"params": with_decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -75,6 +90,7 @@ class ZooLightningModule(L.LightningModule):
         self.automatic_optimization = False
         self.train_cfg = train_cfg
         self.model = model if model is not None else ZooModel(model_cfg)
+        self._decay = decay_names(self.model)  # before any FSDP wrapping
         self.nan_skipped = 0
         self.tokens_seen = 0
         self._t_last: Optional[float] = None
@@ -84,7 +100,7 @@ class ZooLightningModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.train_cfg
         fused = {"fused": True} if torch.cuda.is_available() and self.device.type == "cuda" else {}
-        opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas),
+        opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, self._decay), lr=cfg.lr, betas=tuple(cfg.betas),
                                 eps=cfg.eps, **fused)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))

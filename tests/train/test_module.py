@@ -1,0 +1,54 @@
+"""Optimiser groups and the LR schedule of the LightningModule."""
+import math
+
+import pytest
+import torch
+
+from zoo.config import load_recipe
+from zoo.model import ZooModel
+from zoo.train.module import decay_names, lr_lambda, param_groups
+
+
+def test_no_weight_decay_on_norms_biases_embeddings():
+    cfg = load_recipe("recipes/hybrid_swa.yaml", ["model.d_model=32", "model.n_heads=2", "model.vocab_size=64"]).model
+    model = ZooModel(cfg)
+    groups = param_groups(model, 0.1)
+    decayed = {id(p) for p in groups[0]["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert groups[0]["weight_decay"] == 0.1 and groups[1]["weight_decay"] == 0.0
+    assert model.embeddings.weight is model.lm_head.weight  # tied: counted once, no decay
+    assert id(model.embeddings.weight) not in decayed
+    for layer in model.layers:
+        for module in (layer.mixer_norm, layer.mlp_norm):
+            assert all(id(p) not in decayed for p in module.parameters())
+    assert all(p.ndim >= 2 for p in groups[0]["params"]), [names[id(p)] for p in groups[0]["params"] if p.ndim < 2]
+    assert any("proj" in names[i] for i in decayed)
+    # every parameter is in exactly one group
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_groups_follow_names_decided_before_wrapping():
+    """FSDP wraps blocks (names gain ``_fsdp_wrapped_module.``) and flattens shapes: the names decided on
+    the plain model still pick the same parameters."""
+    cfg = load_recipe("recipes/hybrid_swa.yaml", ["model.d_model=32", "model.n_heads=2", "model.vocab_size=64"]).model
+    model = ZooModel(cfg)
+    decay = decay_names(model)
+    expected = {id(p) for p in param_groups(model, 0.1)[0]["params"]}
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self._fsdp_wrapped_module = inner
+
+    for i in range(len(model.layers)):
+        model.layers[i] = Wrapped(model.layers[i])
+    assert any("_fsdp_wrapped_module" in n for n, _ in model.named_parameters())
+    assert {id(p) for p in param_groups(model, 0.1, decay)[0]["params"]} == expected
+
+
+def test_warmup_then_cosine_to_floor():
+    lrs = [lr_lambda(s, warmup=10, total=110, min_ratio=0.1) for s in range(111)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lrs[110] == pytest.approx(0.1)
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[9:], lrs[10:]))  # non-increasing after warmup
