@@ -85,6 +85,8 @@ def test_run_layout_keep_last_and_latest(tiny_run, losses):
     assert [s for s, _ in val] == [0, 3, 6, 7]
     ppl = dict(losses(run_dir, "val/ppl"))
     assert all(ppl[s] == pytest.approx(torch.tensor(v).exp().item(), rel=1e-5) for s, v in val)
+    acc = losses(run_dir, "val/acc")
+    assert [s for s, _ in acc] == [0, 3, 6, 7] and all(0.0 <= a <= 1.0 for _, a in acc)
     # the exported model reloads and reproduces the checkpoint's weights
     model = ZooModel.from_pretrained(run_dir / "model")
     ckpt = torch.load(run_dir / "checkpoints" / "step-0000007.ckpt", weights_only=True)

@@ -12,7 +12,8 @@ LR schedule. A non-finite loss or grad norm skips the update (``train.nan_policy
 capped by ``max_nan_skips``) or stops the run with ``NonFiniteLossError`` (``stop``).
 
 Validation runs at step 0, every ``val_every`` steps and at the last step on fixed held-out
-batches; it logs ``val/loss`` and ``val/ppl`` = exp(loss) (token means over all ranks).
+batches; it logs ``val/loss``, ``val/ppl`` = exp(loss) and ``val/acc`` (argmax accuracy on the
+targets; for MQAR the recall accuracy), token means over all ranks.
 """
 from __future__ import annotations
 
@@ -198,30 +199,34 @@ class ZooLightningModule(L.LightningModule):
     # ---- validation ---------------------------------------------------------------------
     @torch.no_grad()
     def run_validation(self) -> Optional[float]:
-        """Token-mean CE over this rank's share of the held-out batches, reduced over ranks."""
+        """Token-mean CE (and argmax accuracy on the targets: MQAR's recall metric) over this rank's share
+        of the held-out batches, reduced over ranks. Logs val/loss, val/ppl = exp(loss), val/acc."""
         dm = self.trainer.datamodule
         batches = dm.val_batches_for_rank() if dm is not None else []
         t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
-        ce = torch.zeros((), device=self.device, dtype=torch.float64)
-        count = torch.zeros((), device=self.device, dtype=torch.float64)
+        # [CE sum, target tokens, correct argmax predictions]
+        sums = torch.zeros(3, device=self.device, dtype=torch.float64)
         for b in batches:
             b = self.trainer.strategy.batch_to_device(b)
             with self.trainer.precision_plugin.forward_context():
-                ce += self.compute_ce_sum(b).double()
-            count += (b["labels"] != -100).sum()
+                logits = self.model(b["input_ids"], cu_seqlens=b.get("cu_seqlens"))
+                sums[0] += token_ce_sum(logits, b["labels"]).double()
+            mask = b["labels"] != -100
+            sums[1] += mask.sum()
+            sums[2] += (logits.argmax(-1) == b["labels"])[mask].sum()
         self.model.train(was_training)
         if self.trainer.world_size > 1:
-            ce = self.trainer.strategy.reduce(ce, reduce_op="sum")
-            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        ce, count, correct = sums
         self._val_done_at = self.global_step
         if self._t_last is not None:  # validation time is not training time
             self._t_last += time.perf_counter() - t0
         if count.item() == 0:
             return None
         val = (ce / count).item()
-        self._log_now({"val/loss": val, "val/ppl": math.exp(min(val, 50.0))})
+        self._log_now({"val/loss": val, "val/ppl": math.exp(min(val, 50.0)), "val/acc": (correct / count).item()})
         self.log("val", val, prog_bar=True, logger=False)
         return val
 
