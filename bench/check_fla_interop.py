@@ -9,6 +9,9 @@ first config), fp32 only, at smaller sizes (d=64, T=80, B=1, 12 greedy tokens): 
 no GPU and runs fla's own model and kernel code.
 
 Needs flash-linear-attention==0.6.0 + fla-core==0.6.0 (and transformers, einops) importable.
+Give the GPU run its full 10 minutes: fla autotunes (compiles and times) many Triton configs on
+first use. Progress lines go to stdout unbuffered only if nothing buffers them: do not pipe the
+command through grep (a run killed at its limit then loses all output).
 
 For each case (DeltaNet; DeltaNet with output gate, expand_k=0.5, expand_v=2 and tied embeddings;
 Gated DeltaNet; a DeltaNet hybrid with global GQA attention at layers 1 and 4 and a 32-key sliding
@@ -201,14 +204,14 @@ def cases(S: dict) -> list:
     H = S["heads"]
     return [
         ("deltanet", "delta_net", dict(base)),
-        ("deltanet_gate_expand_tied", "delta_net", dict(base, use_gate=True, expand_k=0.5, expand_v=2.0,
-                                                         tie_word_embeddings=True)),
         ("gated_deltanet", "gated_deltanet", dict(base, head_dim=S["head_dim"], expand_v=2.0)),
         ("deltanet_hybrid", "delta_net", dict(base, num_hidden_layers=6, attn=[
             {"layers": [1, 4], "num_heads": H, "num_kv_heads": H // 2},
             {"layers": [3], "num_heads": H, "window_size": S["window"]}])),
         ("gated_deltanet_hybrid", "gated_deltanet", dict(base, head_dim=S["head_dim"], expand_v=1.0,
                                                          attn={"layers": [2], "num_heads": 2 * H})),
+        ("deltanet_gate_expand_tied", "delta_net", dict(base, use_gate=True, expand_k=0.5, expand_v=2.0,
+                                                         tie_word_embeddings=True)),
     ]
 
 
@@ -284,6 +287,11 @@ def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, S: 
     from zoo.interop.fla import export_fla, import_fla
     from zoo.model import ZooModel
 
+    t0 = time.time()
+
+    def progress(what: str) -> None:
+        print(f"  [{name}] {time.time() - t0:6.1f} s  {what}", flush=True)
+
     row = {"case": name, "model_type": model_type, "fla_config": kw}
     fla_model = build_fla(model_type, kw, seed=len(name))
     src, run = work / f"{name}_fla", work / f"{name}_zoo"
@@ -306,6 +314,7 @@ def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, S: 
         ref = ref_model(ids)
     row["zoo_cpu_fp32_finite"] = bool(torch.isfinite(ref).all())
     del ref_model
+    progress("built, saved, imported, exported back; zoo CPU reference done")
 
     for tag in S["dtypes"]:
         dtype = DTYPES[tag]
@@ -317,6 +326,7 @@ def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, S: 
             z = zoo_model(ids.to(zoo_device)).cpu()
         zoo_tokens = zoo_model.generate(prompt.to(zoo_device), S["new"])[:, S["prompt"]:].cpu()
         row[f"zoo_{tag}_vs_zoo_cpu_fp32"] = rel_rms(z, ref)
+        progress(f"zoo {tag} on {zoo_device}: logits and greedy done")
         fla_dev = fla_model.to(device=device, dtype=dtype)
         errors = []
         for path in ("triton", "triton fused_recurrent", "naive ops"):
@@ -331,6 +341,7 @@ def run_case(name, model_type, kw, work: Path, device: str, zoo_device: str, S: 
                 if path == "naive ops":
                     raise
         set_fla_mode(fla_dev, None)
+        progress(f"fla {tag} ({path}): logits and greedy done")
         if errors:
             row[f"fla_{tag}_errors"] = errors
         row[f"fla_{tag}_path"] = path
@@ -406,6 +417,9 @@ def main() -> None:
         "mode": mode, "sizes": S,
     }
     print(json.dumps(env, indent=1), flush=True)
+    if args.out:  # written first, so even a run killed in its first case leaves a record
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{stem}.json").write_text(json.dumps({"env": env, "rows": []}, indent=1))
     rows = []
     work = Path(tempfile.mkdtemp(prefix="fla_interop_"))
     try:
