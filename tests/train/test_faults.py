@@ -126,11 +126,10 @@ def test_sigint_in_a_real_process_saves_a_checkpoint_and_resumes(tmp_path, tiny_
     metrics = runs_root / "sig" / "logs" / "csv" / "version_0" / "metrics.csv"
     deadline = time.time() + 120
     try:
-        while time.time() < deadline and proc.poll() is None:  # wait until training is under way
-            if (runs_root / "sig" / "logs" / "tensorboard").is_dir() and proc.poll() is None:
-                time.sleep(3)
+        while time.time() < deadline and proc.poll() is None:  # wait until two steps are logged
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 4:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
