@@ -112,3 +112,19 @@ def test_rejects_unsupported_inputs():
         chunk_delta_rule(big, big, x["v"], x["beta"])
     with pytest.raises(ValueError, match="beta must be"):
         chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["beta"], x["beta"][..., None])
+
+
+def test_head_dims_not_powers_of_two():
+    fn, ref = _fns(True)
+    x = make_inputs(1, 70, 2, 48, 40, dtype=torch.float64, gated=True)
+    _compare(_fwd_bwd(fn, x, True, torch.float32), _fwd_bwd(ref, x, True, torch.float64), TOL[torch.float32])
+
+
+@pytest.mark.parametrize("preset", ["balanced", "accurate"])
+def test_precision_presets(preset, monkeypatch):
+    """fp32 dots / fp32 intermediate buffers for 16-bit inputs (chunk.PRESETS)."""
+    monkeypatch.setitem(chunk_mod.TUNING, "precision", preset)
+    fn, ref = _fns(True)
+    x = make_inputs(1, 70, 2, 32, 32, dtype=torch.float64, gated=True)
+    x = {n: (t.to(torch.bfloat16).double() if (t is not None and n != "h0") else t) for n, t in x.items()}
+    _compare(_fwd_bwd(fn, x, True, torch.bfloat16), _fwd_bwd(ref, x, True, torch.float64), TOL[torch.bfloat16])
