@@ -24,7 +24,8 @@ shadows (an alias's ``type`` naming itself skips the user aliases). Alias cycles
 A layer's Config is built from, in increasing priority: the model's section of its mixer type
 (``model.deltanet`` / ``model.gated_deltanet`` / ``model.attention``; the section name is the
 registry key), the alias chain's options (base first), and the inline overrides; ``n_heads`` /
-``head_dim`` left None are filled from the model (``n_heads``, ``d_model // n_heads``).
+``head_dim`` / ``norm_eps`` left None are filled from the model (``n_heads``, ``d_model // n_heads``,
+``norm_eps``).
 
 Every error is a ``SpecError`` whose message shows the pattern with a caret under the
 offending token and lists the valid choices.
@@ -560,6 +561,8 @@ def _build_config(model_cfg: Any, registry: Mapping[str, Any], key: str,
     valid = {f.name for f in fields(config_cls)}
     if "n_heads" in valid and opts.get("n_heads") is None:
         opts["n_heads"] = model_cfg.n_heads
+    if "norm_eps" in valid and opts.get("norm_eps") is None:
+        opts["norm_eps"] = model_cfg.norm_eps
     if "head_dim" in valid and opts.get("head_dim") is None:
         heads = opts.get("n_heads")
         if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:

@@ -80,8 +80,8 @@ _HF_KEYS = {"architectures", "model_type", "transformers_version", "torch_dtype"
 # (model types, key, accepted(value, cfg) -> bool, why zoo differs). Checked on import.
 REFUSED: List[Tuple[Tuple[str, ...], str, Callable[[Any, dict], bool], str]] = [
     (("delta_net", "gated_deltanet"), "use_short_conv", lambda v, c: v is True,
-     "fla without short convolutions applies SiLU to q, k and v; zoo's conv-less path (conv_size=0) "
-     "does not apply it to v"),
+     "zoo's conv-less path (conv_size=0, SiLU on q, k and v) has not been checked against fla's "
+     "use_short_conv=false, so it is not mapped"),
     (("delta_net", "gated_deltanet"), "allow_neg_eigval", lambda v, c: v is False,
      "zoo has no negative-eigenvalue variant (beta scaled by 2)"),
     (("delta_net", "gated_deltanet"), "hidden_act", lambda v, c: v == "swish",
@@ -520,12 +520,12 @@ def zoo_to_fla_config(config, carried: Optional[Dict[str, Any]] = None) -> Dict[
     H, dk = m.n_heads, m.head_dim
     dv = int(dk * m.expand_v)
     if m.conv_size < 1:
-        raise InteropError(f"{mixer} conv_size=0 has no fla equivalent: fla's use_short_conv=false also "
-                           "applies SiLU to v, zoo does not")
+        raise InteropError(f"{mixer} conv_size=0 is not exported: zoo's conv-less path has not been checked "
+                           "against fla's use_short_conv=false")
     if m.norm_eps != config.norm_eps:
         raise InteropError(f"fla uses one norm_eps for the block norms and the mixer's output norm; this "
-                           f"model has norm_eps={config.norm_eps} and {mixer}.norm_eps={m.norm_eps} (zoo's defaults differ: "
-                           f"set model.{mixer}.norm_eps={config.norm_eps} before training to make a model exportable)")
+                           f"model has norm_eps={config.norm_eps} and {mixer}.norm_eps={m.norm_eps} (leave model.{mixer}.norm_eps "
+                           f"unset, so it follows model.norm_eps, to make a model exportable)")
     out: Dict[str, Any] = {"architectures": [ARCHITECTURES[model_type]], "model_type": model_type}
     out.update({k: v for k, v in DEFAULTS[model_type].items()})
     out.update({k: v for k, v in (carried or {}).items() if k in CARRIED})

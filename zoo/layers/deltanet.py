@@ -32,7 +32,7 @@ class DeltaNetConfig:
     conv_size: int = 4  # short causal depthwise conv on q, k, v; 0 turns it off
     use_gate: bool = False  # output gate: rmsnorm(o) * silu(g_proj x)
     chunk_size: int = 64  # chunk length of the CPU chunkwise path
-    norm_eps: float = 1e-5
+    norm_eps: Optional[float] = None  # output RMSNorm; None: the model's norm_eps
 
 
 @dataclass
@@ -119,7 +119,7 @@ class DeltaNet(nn.Module):
             self.v_conv1d = ShortConvolution(H * dv, config.conv_size)
         if config.use_gate:
             self.g_proj = nn.Linear(d_model, H * dv, bias=False)
-        self.o_norm = RMSNorm(dv, eps=config.norm_eps)
+        self.o_norm = RMSNorm(dv, eps=1e-6 if config.norm_eps is None else config.norm_eps)
         self.o_proj = nn.Linear(H * dv, d_model, bias=False)
 
     def forward(self, x: torch.Tensor, cu_seqlens: Optional[torch.Tensor] = None, cache: Optional[DeltaNetCache] = None):
@@ -138,7 +138,7 @@ class DeltaNet(nn.Module):
             if cache is not None:
                 cache.q_tail, cache.k_tail, cache.v_tail = q_tail, k_tail, v_tail
         else:
-            q, k = F.silu(q), F.silu(k)
+            q, k, v = F.silu(q), F.silu(k), F.silu(v)
         f32 = torch.promote_types(x.dtype, torch.float32)  # at least fp32 for norms and gates
         q = F.normalize(q.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
         k = F.normalize(k.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
