@@ -52,3 +52,19 @@ def test_warmup_then_cosine_to_floor():
     assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lrs[110] == pytest.approx(0.1)
     assert all(a >= b - 1e-12 for a, b in zip(lrs[9:], lrs[10:]))  # non-increasing after warmup
+
+
+def test_split_rows_rebases_document_boundaries():
+    from zoo.train.datamodule import split_rows
+
+    T = 5
+    ids = torch.arange(4 * T).view(4, T)
+    cu = torch.tensor([0, 2, 5, 10, 13, 15, 20], dtype=torch.int32)  # every row start is a boundary
+    pieces = split_rows({"input_ids": ids, "labels": ids + 1, "cu_seqlens": cu}, 2)
+    assert len(pieces) == 2
+    assert torch.equal(pieces[0]["input_ids"], ids[:2]) and torch.equal(pieces[1]["labels"], ids[2:] + 1)
+    assert pieces[0]["cu_seqlens"].tolist() == [0, 2, 5, 10]
+    assert pieces[1]["cu_seqlens"].tolist() == [0, 3, 5, 10]
+    assert all(p["cu_seqlens"].dtype == torch.int32 for p in pieces)
+    whole = split_rows({"input_ids": ids, "labels": ids}, 8)
+    assert len(whole) == 1 and whole[0]["input_ids"] is ids

@@ -162,6 +162,12 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     from zoo.train.module import ZooLightningModule
     from zoo.train.plotting import plot_loss
 
+    import logging
+    import warnings
+
+    # zoo prints its own plan and summary; keep Lightning's info chatter (tips, "GPU available") out
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     tcfg = cfg.train
     acc, devices, world = _devices(tcfg)
     rank = _rank()
@@ -204,7 +210,13 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
             def get_metrics(self, trainer, pl_module):
                 metrics = super().get_metrics(trainer, pl_module)
                 metrics.pop("v_num", None)
+                if isinstance(metrics.get("tok/s"), (int, float)):
+                    metrics["tok/s"] = f"{metrics['tok/s']:,.0f}"
                 return metrics
+
+            def on_train_epoch_start(self, trainer, pl_module):
+                super().on_train_epoch_start(trainer, pl_module)
+                self.train_progress_bar.set_description("train")
 
         callbacks.append(_Bar(refresh_rate=1))
     loggers = [CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=1),
