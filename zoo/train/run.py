@@ -102,7 +102,8 @@ def _devices(cfg) -> tuple[str, object, int]:
 
 
 def _strategy(cfg, world: int):
-    if cfg.strategy == "ddp":
+    """Lightning strategy for ``train.strategy``; ``auto`` over several devices means DDP (never spawn)."""
+    if cfg.strategy == "ddp" or (cfg.strategy == "auto" and world > 1):
         from lightning.pytorch.strategies import DDPStrategy
 
         return DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True)
