@@ -84,7 +84,8 @@ def test_bad_recipe_values_exit_2_with_one_line(capsys, override, expected, tmp_
 def test_missing_recipe_and_bad_override_syntax(capsys, tmp_path):
     for args, expected in ((["train", str(tmp_path / "nope.yaml")], "recipe not found"),
                            (["train", "recipes/hybrid_swa.yaml", "steps"], "is not key=value"),
-                           (["train", "--resume", str(tmp_path)], "not a run directory")):
+                           (["train", "--resume", str(tmp_path)], "not a run directory"),
+                           (["train", "recipes/hybrid_swa.yaml", "--resume", str(tmp_path)], "drop the recipe")):
         with pytest.raises(SystemExit) as info:
             main(args)
         assert info.value.code == 2

@@ -51,6 +51,9 @@ def resolve_run(recipe: Optional[str], overrides: List[str], resume_dir: Optiona
         cfg.resume = os.environ.get(ENV_RESUME) == "1"
         return cfg, run_dir, cfg.resume
     if resume_dir is not None:
+        if recipe is not None:
+            raise ConfigError(f"--resume continues a run with its own config.yaml; drop the recipe {recipe!r} "
+                              f"(overrides such as train.steps=... still apply)")
         run_dir = Path(resume_dir)
         if not (run_dir / "config.yaml").is_file():
             raise runs.RunError(f"--resume {run_dir}: not a run directory (no config.yaml there)")
