@@ -42,3 +42,12 @@ def test_interrupt_then_resume_matches_uninterrupted(tiny_run, losses, extra):
     # validation at the end of both runs agrees as well
     assert losses(ref, "val/loss")[-1][1] == pytest.approx(losses(cut, "val/loss")[-1][1], rel=1e-6)
     assert [p.name for p in list_checkpoints(cut / "checkpoints")][-1] == "step-0000008.ckpt"
+
+
+def test_resume_true_continues_the_named_run_and_can_extend_it(tiny_run, losses):
+    run_dir = tiny_run(["train.steps=4"], name="grow")
+    again = tiny_run(["train.steps=6", "resume=true"], name="grow")
+    assert again == run_dir
+    assert [s for s, _ in losses(run_dir)] == list(range(1, 7))
+    assert [p.name for p in list_checkpoints(run_dir / "checkpoints")][-1] == "step-0000006.ckpt"
+    assert sorted(p.name for p in (run_dir / "logs" / "csv").iterdir()) == ["version_0", "version_1"]
