@@ -21,8 +21,8 @@ Tinv and G for the backward (65 values per token and head); W, U, P and the chun
 are recomputed.
 
 Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
-Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (where dots run in float32,
-since the interpreter's bf16 dot is wrong).
+Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (there every dot's operands are
+rounded to the dot dtype, then multiplied in fp32, since the interpreter's bf16 dot is wrong).
 """
 from __future__ import annotations
 
@@ -44,7 +44,11 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-# Launch parameters; tests and benchmarks may override entries (e.g. {"fwd_bv": 32}).
+# Overrides for tests and benchmarks (empty = the defaults chosen below). Keys:
+#   precision: a PRESETS name;  fp32_bufs: buffer names stored in fp32;  <stage>_fp32: fp32 dots
+#   for a stage (solve, wu, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3" (default) or "ieee" (slow)
+#   for fp32 inputs;  fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
+#   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages.
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -55,14 +59,16 @@ TUNING: dict = {}
 # all in fp32. Both cost ~1.6x the time for ~1.5x smaller errors.
 PRESETS = {
     "fast": dict(stages=(), bufs=()),
-    "balanced": dict(stages=("prep", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "vn", "dvn")),
-    "accurate": dict(stages=("prep", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "tinv", "hs", "vn", "dhs", "dvn")),
+    "balanced": dict(stages=("solve", "wu", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "vn", "dvn")),
+    "accurate": dict(stages=("solve", "wu", "fwd", "bwd_dh", "bwd"),
+                     bufs=("w", "u", "p", "tinv", "hs", "vn", "dhs", "dvn")),
 }
 DEFAULT_PRECISION = "fast"
 
 
 def _preset() -> dict:
     return PRESETS[TUNING.get("precision", DEFAULT_PRECISION)]
+
 
 _TL_DTYPE = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
