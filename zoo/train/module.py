@@ -93,6 +93,7 @@ class ZooLightningModule(L.LightningModule):
         self.model = model if model is not None else ZooModel(model_cfg)
         self._decay = decay_names(self.model)  # before any FSDP wrapping
         self.nan_skipped = 0
+        self.val_losses: List[float] = []  # every validation of this process, in order
         self.tokens_seen = 0
         self._t_last: Optional[float] = None
         self._val_done_at: Optional[int] = None
@@ -226,6 +227,7 @@ class ZooLightningModule(L.LightningModule):
         if count.item() == 0:
             return None
         val = (ce / count).item()
+        self.val_losses.append(val)
         self._log_now({"val/loss": val, "val/ppl": math.exp(min(val, 50.0)), "val/acc": (correct / count).item()})
         self.log("val", val, prog_bar=True, logger=False)
         return val

@@ -246,7 +246,10 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
             signal.signal(signal.SIGINT, sigint)
     if main:
         _safe_plot(plot_loss, run_dir)
-        echo(f"done: {trainer.global_step} steps; model in {run_dir / 'model'}; loss curve {run_dir / 'loss.png'}"
+        vals = module.val_losses
+        echo(f"done: {trainer.global_step} steps"
+             + (f"; validation loss {vals[0]:.3f} -> {vals[-1]:.3f}" if len(vals) > 1 else "")
+             + f"; model in {run_dir / 'model'}; loss curve {run_dir / 'loss.png'}"
              + (f"; {module.nan_skipped} step(s) skipped for non-finite loss" if module.nan_skipped else ""))
     return run_dir
 
