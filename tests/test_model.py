@@ -72,7 +72,8 @@ def test_tied_embeddings_are_counted_once(tmp_path):
     tied, untied = tiny("delta"), tiny("delta", tie_embeddings=False)
     assert untied.num_params() - tied.num_params() == 97 * 64
     tied.save_pretrained(tmp_path)
-    assert ZooModel.from_pretrained(tmp_path).lm_head.weight is not None
+    again = ZooModel.from_pretrained(tmp_path)
+    assert again.lm_head.weight is again.embeddings.weight
 
 
 def test_missing_model_files_are_a_clear_error(tmp_path):
@@ -84,3 +85,16 @@ def test_packed_input_must_cover_the_batch():
     model = tiny("delta")
     with pytest.raises(ValueError, match="cu_seqlens"):
         model(torch.randint(0, 97, (2, 8)), cu_seqlens=torch.tensor([0, 8], dtype=torch.int32))
+
+
+def test_bf16_autocast_forward_and_backward():
+    torch.manual_seed(0)
+    model = ZooModel(ModelConfig(pattern="delta gdelta swa[window=4] attn", d_model=64, n_heads=2, vocab_size=97))
+    ids = torch.randint(0, 97, (2, 21))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids)
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits.view(-1, 97), ids.view(-1)).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    reference = model(ids)
+    assert (logits - reference).norm() / reference.norm() < 2e-2

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from zoo.layers.deltanet import DeltaNet, DeltaNetConfig, GatedDeltaNet, GatedDeltaNetConfig, ShortConvolution
+from zoo.layers.packing import positions_in_document
 
 
 def test_short_conv_is_causal_and_respects_document_starts():
@@ -10,8 +11,6 @@ def test_short_conv_is_causal_and_respects_document_starts():
     conv = ShortConvolution(6, 4).double()
     x = torch.randn(1, 12, 6, dtype=torch.float64)
     cu = torch.tensor([0, 5, 12])
-    from zoo.layers.deltanet import positions_in_document
-
     packed, _ = conv(x, positions_in_document(cu, 12))
     first, _ = conv(x[:, :5])
     second, _ = conv(x[:, 5:])

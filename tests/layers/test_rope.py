@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from zoo.layers.packing import positions_in_document
 from zoo.layers.rope import apply_rope, positions_for, rope_angles
 
 
@@ -28,7 +29,7 @@ def test_rotation_preserves_norm_and_dtype():
 
 
 def test_positions_restart_per_document_and_offset():
-    assert positions_for(7, "cpu", cu_seqlens=[0, 3, 4, 7]).tolist() == [0, 1, 2, 0, 0, 1, 2]
+    assert positions_in_document([0, 3, 4, 4, 7], 7).tolist() == [0, 1, 2, 0, 0, 1, 2]
     assert positions_for(3, "cpu", offset=5).tolist() == [5, 6, 7]
 
 

@@ -99,3 +99,15 @@ def test_run_layout_keep_last_and_latest(tiny_run, losses):
 
     with pytest.raises(ZooError, match="already has checkpoints"):
         tiny_run(["train.steps=7"])
+
+
+def test_resume_by_recipe_never_picks_a_run_of_a_longer_recipe_name(tmp_path):
+    from zoo.train.runs import find_resumable
+
+    for name in ("deltanet-20260101-000000", "deltanet_340m-20260102-000000"):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        torch.save({}, tmp_path / name / "checkpoints" / "step-0000001.ckpt")
+    set_latest(tmp_path, "deltanet_340m-20260102-000000")
+    assert find_resumable(tmp_path, "deltanet").name == "deltanet-20260101-000000"
+    with pytest.raises(RunError, match="no run of recipe 'hybrid'"):
+        find_resumable(tmp_path, "hybrid")

@@ -41,6 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from zoo.errors import ZooError
+from zoo.layers.packing import positions_in_document
 from zoo.layers.rope import apply_rope, positions_for, rope_angles
 
 log = logging.getLogger("zoo.attention")
@@ -53,9 +55,33 @@ class AttentionConfig:
     n_heads: Optional[int] = None  # None: the model's n_heads
     n_kv_heads: Optional[int] = None  # None: n_heads (MHA); fewer for GQA
     head_dim: Optional[int] = None  # None: d_model // n_heads
-    window: Optional[int] = None  # None: global causal; W: sliding window of W keys incl. self
+    # None: global causal; W: sliding window of W keys incl. self. In model.attention this is the
+    # default of attention aliases defined under model.mixers: the built-ins set their own
+    # (attn: global, swa: 2048; change with swa[window=W] or model.mixers.swa.window).
+    window: Optional[int] = None
     rope_theta: float = 10000.0
     backend: str = "auto"  # auto | flash | flex | sdpa | math
+
+    def __post_init__(self) -> None:
+        window_left(self.window)  # validates
+        if self.backend not in BACKENDS:
+            raise AttentionConfigError(f"unknown attention backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if self.rope_theta <= 0:
+            raise AttentionConfigError(f"rope_theta must be > 0, got {self.rope_theta}")
+        H, Hkv = self.n_heads, self.n_kv_heads
+        if H is not None and (H < 1 or (Hkv is not None and (Hkv < 1 or H % Hkv))):
+            raise AttentionConfigError(f"n_heads ({H}) must be a positive multiple of n_kv_heads ({Hkv})")
+        if self.head_dim is not None and (self.head_dim < 2 or self.head_dim % 2):
+            raise AttentionConfigError(f"head_dim must be even for RoPE, got {self.head_dim}; "
+                                       "pick n_heads so that d_model / n_heads is even, or set head_dim")
+
+
+class AttentionConfigError(ZooError):
+    """Attention options that cannot work; the message names the option and the fix."""
+
+
+class BackendUnavailable(ZooError, RuntimeError):
+    """An explicitly requested attention backend that cannot run here; the message says what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,7 +93,7 @@ def window_left(window: Optional[int]) -> int:
     if window is None:
         return -1
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"attention window must be None (global) or an int >= 1, got {window!r}")
+        raise AttentionConfigError(f"attention window must be None (global) or an int >= 1, got {window!r}")
     return window - 1
 
 
@@ -132,23 +158,23 @@ def select_backend(requested: str, device_type: str, dtype: torch.dtype, capabil
     An explicitly requested backend that cannot run raises with the fix; ``auto`` falls back
     with one logged notice."""
     if requested not in BACKENDS:
-        raise ValueError(f"unknown attention backend {requested!r}; valid: {', '.join(BACKENDS)}")
+        raise AttentionConfigError(f"unknown attention backend {requested!r}; valid: {', '.join(BACKENDS)}")
     half = dtype in (torch.float16, torch.bfloat16)
     if requested == "flash":
         if device_type != "cuda":
-            raise RuntimeError(f"attention.backend=flash needs a CUDA device (got {device_type}); "
+            raise BackendUnavailable(f"attention.backend=flash needs a CUDA device (got {device_type}); "
                                "choose attention.backend=flex|sdpa|math")
         name, why, _ = _flash_impl(capability_major)
         if name is None:
-            raise RuntimeError(f"attention.backend=flash but flash-attn is not importable ({why}); "
+            raise BackendUnavailable(f"attention.backend=flash but flash-attn is not importable ({why}); "
                                + _FLASH_INSTALL)
         if not half:
-            raise RuntimeError(f"flash-attn runs in fp16/bf16 only, got {dtype}; use bf16 autocast or "
+            raise BackendUnavailable(f"flash-attn runs in fp16/bf16 only, got {dtype}; use bf16 autocast or "
                                "choose attention.backend=flex|sdpa|math")
         return "flash"
     if requested == "flex":
         if not _flex_available():
-            raise RuntimeError("attention.backend=flex needs torch>=2.5 (torch.nn.attention.flex_attention); "
+            raise BackendUnavailable("attention.backend=flex needs torch>=2.5 (torch.nn.attention.flex_attention); "
                                "upgrade torch or choose attention.backend=sdpa|math")
         return "flex"
     if requested in ("sdpa", "math"):
@@ -177,10 +203,11 @@ def _resolve(requested: str, x: torch.Tensor) -> str:
 # Packed documents.
 
 def _cu_list(cu_seqlens: Union[torch.Tensor, Sequence[int]], total: int) -> tuple[int, ...]:
-    """Validated cu_seqlens as a tuple of ints: starts at 0, strictly increasing, ends at total."""
+    """Validated cu_seqlens as a tuple of ints: starts at 0, non-decreasing (empty documents are
+    allowed, as in the delta-rule kernels), ends at total."""
     cu = tuple(int(c) for c in (cu_seqlens.tolist() if isinstance(cu_seqlens, torch.Tensor) else cu_seqlens))
-    if len(cu) < 2 or cu[0] != 0 or cu[-1] != total or any(b <= a for a, b in zip(cu[:-1], cu[1:])):
-        raise ValueError(f"cu_seqlens must start at 0, increase strictly and end at B*T={total}; got "
+    if len(cu) < 2 or cu[0] != 0 or cu[-1] != total or any(b < a for a, b in zip(cu[:-1], cu[1:])):
+        raise ValueError(f"cu_seqlens must start at 0, never decrease and end at B*T={total}; got "
                          f"{list(cu)[:8]}{'...' if len(cu) > 8 else ''}")
     return cu
 
@@ -407,16 +434,9 @@ class Attention(nn.Module):
         H = cfg.n_heads
         Hkv = cfg.n_kv_heads if cfg.n_kv_heads is not None else H
         Dh = cfg.head_dim if cfg.head_dim is not None else d_model // H
-        if H < 1 or Hkv < 1 or H % Hkv:
-            raise ValueError(f"n_heads ({H}) must be a positive multiple of n_kv_heads ({Hkv})")
         if Dh < 2 or Dh % 2:
-            raise ValueError(f"head_dim must be even for RoPE, got {Dh} (d_model={d_model}, n_heads={H}); "
-                             "set attention.head_dim")
-        window_left(cfg.window)  # validates
-        if cfg.backend not in BACKENDS:
-            raise ValueError(f"unknown attention backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}")
-        if cfg.rope_theta <= 0:
-            raise ValueError(f"rope_theta must be > 0, got {cfg.rope_theta}")
+            raise AttentionConfigError(f"head_dim must be even for RoPE, got {Dh} (d_model={d_model}, n_heads={H}); "
+                                       "set attention.head_dim")
         self.config = cfg
         self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, H, Hkv, Dh
         self.window, self.rope_theta, self.backend = cfg.window, cfg.rope_theta, cfg.backend
@@ -441,7 +461,7 @@ class Attention(nn.Module):
         cu = None
         if cu_seqlens is not None:
             cu = _cu_list(cu_seqlens, B * T)
-            pos = positions_for(B * T, x.device, cu_seqlens=list(cu)).view(B, T)
+            pos = positions_in_document(cu, B * T, x.device).view(B, T)
             cos, sin = rope_angles(pos, Dh, self.rope_theta)
         else:
             offset = cache.pos if cache is not None else 0

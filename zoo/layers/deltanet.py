@@ -22,6 +22,7 @@ from torch import nn
 
 from zoo import kernels
 from zoo.layers.norm import RMSNorm
+from zoo.layers.packing import positions_in_document
 
 
 @dataclass
@@ -51,13 +52,6 @@ class DeltaNetCache:
     q_tail: Optional[torch.Tensor]
     k_tail: Optional[torch.Tensor]
     v_tail: Optional[torch.Tensor]
-
-
-def positions_in_document(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
-    """[total] long: each flattened token's offset from the start of its document."""
-    lengths = cu_seqlens.diff().long()
-    starts = torch.repeat_interleave(cu_seqlens[:-1].long(), lengths, output_size=total)
-    return torch.arange(total, device=cu_seqlens.device) - starts
 
 
 class ShortConvolution(nn.Module):
@@ -112,7 +106,6 @@ class DeltaNet(nn.Module):
             self.A_log = nn.Parameter(torch.empty(H).uniform_(1, 16).log())
             dt = torch.empty(H).uniform_(math.log(1e-3), math.log(1e-1)).exp().clamp(min=1e-4)
             self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
-            self.A_log._no_weight_decay = self.dt_bias._no_weight_decay = True
         if config.conv_size > 0:
             self.q_conv1d = ShortConvolution(H * dk, config.conv_size)
             self.k_conv1d = ShortConvolution(H * dk, config.conv_size)
@@ -139,11 +132,12 @@ class DeltaNet(nn.Module):
                 cache.q_tail, cache.k_tail, cache.v_tail = q_tail, k_tail, v_tail
         else:
             q, k, v = F.silu(q), F.silu(k), F.silu(v)
-        f32 = torch.promote_types(x.dtype, torch.float32)  # at least fp32 for norms and gates
-        q = F.normalize(q.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
-        k = F.normalize(k.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(x.dtype)
+        dtype = v.dtype  # the projections' dtype: bf16 under autocast while x stays fp32
+        f32 = torch.promote_types(dtype, torch.float32)  # at least fp32 for norms and gates
+        q = F.normalize(q.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(dtype)
+        k = F.normalize(k.view(B, T, H, dk).to(f32), dim=-1, eps=1e-6).to(dtype)
         v = v.view(B, T, H, dv)
-        beta = torch.sigmoid(self.b_proj(x).to(f32)).to(x.dtype)
+        beta = torch.sigmoid(self.b_proj(x).to(f32)).to(dtype)
         g = None
         if self.gated:
             g = -self.A_log.to(f32).exp() * F.softplus(self.a_proj(x).to(f32) + self.dt_bias.to(f32))

@@ -44,13 +44,6 @@ def apply_rope(x_BTHD: torch.Tensor, cos_TD: torch.Tensor, sin_TD: torch.Tensor)
     return out.to(x_BTHD.dtype)
 
 
-def positions_for(T: int, device: torch.device, offset: int = 0,
-                  cu_seqlens: Optional[list[int]] = None) -> torch.Tensor:
-    """Absolute positions for T tokens: ``offset + arange(T)``, or restarting at every document
-    start of ``cu_seqlens`` (a list of ints over the T flattened tokens)."""
-    pos = torch.arange(offset, offset + T, device=device)
-    if cu_seqlens is None:
-        return pos
-    lengths = torch.tensor([b - a for a, b in zip(cu_seqlens[:-1], cu_seqlens[1:])], device=device)
-    starts = torch.tensor(cu_seqlens[:-1], device=device)
-    return pos - torch.repeat_interleave(starts, lengths)
+def positions_for(T: int, device: torch.device, offset: int = 0) -> torch.Tensor:
+    """Absolute positions ``offset + arange(T)`` of T consecutive tokens (a cache's next tokens)."""
+    return torch.arange(offset, offset + T, device=device)

@@ -76,11 +76,11 @@ def find_resumable(root: str | Path, stem: str) -> Path:
     root = Path(root)
     try:
         run = latest_run(root)
-        if run.name.startswith(stem) and latest_checkpoint(run) is not None:
+        if run.name.startswith(f"{stem}-") and latest_checkpoint(run) is not None:
             return run
     except RunError:
         pass
-    candidates = [p for p in root.glob(f"{stem}*") if p.is_dir() and latest_checkpoint(p) is not None]
+    candidates = [p for p in root.glob(f"{stem}-*") if p.is_dir() and latest_checkpoint(p) is not None]
     if not candidates:
         raise RunError(f"resume=true: no run of recipe {stem!r} with a checkpoint under {root}/. "
                        f"Start one without resume, or pass --resume RUN_DIR")
