@@ -98,3 +98,11 @@ def test_bf16_autocast_forward_and_backward():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     reference = model(ids)
     assert (logits - reference).norm() / reference.norm() < 2e-2
+
+
+def test_generate_runs_one_prefill_and_one_step_per_further_token():
+    model = tiny("delta swa[window=4]")
+    calls = []
+    model.embeddings.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[1]))
+    model.generate(torch.randint(0, 97, (2, 9)), max_new_tokens=5)
+    assert calls == [9, 1, 1, 1, 1]

@@ -7,7 +7,8 @@ import torch
 from zoo.config import ModelConfig, load_yaml, merge
 from zoo.model import ZooModel
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = sorted(RECIPE_DIR.rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
@@ -23,7 +24,7 @@ def test_recipe_builds(path):
 
 
 def test_paper_deltanet_340m_size():
-    config = merge(ModelConfig, load_yaml(RECIPES[0].parent / "paper" / "deltanet_340m.yaml")["model"])
+    config = merge(ModelConfig, load_yaml(RECIPE_DIR / "paper" / "deltanet_340m.yaml")["model"])
     with torch.device("meta"):
         n = ZooModel(config).num_params()
     assert 370e6 < n < 380e6  # DESIGN §9: 374M with a 32k vocab, untied

@@ -176,3 +176,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except ZooError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -56,6 +56,8 @@ def _key_options(cfg: Any, model: ModelConfig, mixer: str) -> str:
     base = asdict(getattr(model, mixer))
     base["n_heads"] = base["n_heads"] or model.n_heads
     base["head_dim"] = base["head_dim"] or model.d_model // base["n_heads"]
+    if base.get("norm_eps", 0) is None:
+        base["norm_eps"] = model.norm_eps
     shown = {f.name: getattr(cfg, f.name) for f in fields(cfg) if getattr(cfg, f.name) != base.get(f.name)}
     if mixer == "attention":
         shown.setdefault("window", cfg.window)

@@ -107,7 +107,7 @@ class ZooModel(nn.Module):
         cache = self.init_cache(input_ids.shape[0])
         logits = self(input_ids, cache=cache)[:, -1]
         out, done = [input_ids], torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             if temperature > 0:
                 probs = torch.softmax(logits / temperature, dim=-1)
                 token = torch.multinomial(probs, 1, generator=generator)[:, 0]
@@ -117,7 +117,7 @@ class ZooModel(nn.Module):
                 token = torch.where(done, torch.full_like(token, eos_token_id), token)
                 done |= token == eos_token_id
             out.append(token[:, None])
-            if eos_token_id is not None and bool(done.all()):
+            if step == max_new_tokens - 1 or (eos_token_id is not None and bool(done.all())):
                 break
             logits = self(token[:, None], cache=cache)[:, -1]
         return torch.cat(out, dim=1)

@@ -1,11 +1,6 @@
-"""Kernel tests run the Triton kernels through the interpreter on CPU tensors.
-
-TRITON_INTERPRET must be set before any kernel module is imported (triton.jit reads it
-when a kernel is decorated), so it is set here, at conftest import time.
-"""
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
+"""Kernel tests run the Triton kernels through the interpreter on CPU tensors
+(TRITON_INTERPRET is set suite-wide in tests/conftest.py); here the interpreter's bf16 rounding
+is made to match the GPU's."""
 
 
 def _interpreter_rounds_to_nearest():
