@@ -75,7 +75,7 @@ def resolve_run_dir(run_dir: Optional[str | Path], runs_root: str | Path = "runs
     """An explicit run directory, or the latest ``zoo train`` run under ``runs_root`` (announced)."""
     if run_dir is not None:
         return Path(run_dir)
-    from zoo.train.runs import latest_run
+    from zoo.runs import latest_run
 
     run = latest_run(runs_root)
     say(f"zoo eval: no run directory given; evaluating the latest run {run} (from {Path(runs_root) / 'LATEST'})")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from zoo.train.checkpoint import list_checkpoints, prune_checkpoints, rng_state, load_rng_state
-from zoo.train.runs import RunError, atomic_write_text, latest_run, set_latest
+from zoo.runs import RunError, atomic_write_text, latest_run, set_latest
 
 
 def _touch(path, text="x"):
@@ -102,7 +102,7 @@ def test_run_layout_keep_last_and_latest(tiny_run, losses):
 
 
 def test_resume_by_recipe_never_picks_a_run_of_a_longer_recipe_name(tmp_path):
-    from zoo.train.runs import find_resumable
+    from zoo.runs import find_resumable
 
     for name in ("deltanet-20260101-000000", "deltanet_340m-20260102-000000"):
         (tmp_path / name / "checkpoints").mkdir(parents=True)

@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 
 from zoo.config import ConfigError, RunConfig, load_recipe, load_yaml, to_container
 from zoo.errors import ZooError
-from zoo.train import runs
+from zoo import runs
 
 ENV_RUN_DIR = "ZOO_RUN_DIR"
 ENV_RESUME = "ZOO_RESUME"
