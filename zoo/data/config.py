@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
+from zoo.errors import ZooError
+
 SOURCE_TYPES = ("embedded", "text", "jsonl", "parquet", "hf", "mqar", "mad")
 SYNTHETIC_TYPES = ("mqar", "mad")
 TOKENIZER_TYPES = ("bpe", "pretrained", "file")
@@ -39,7 +41,7 @@ MAD_TASKS = (
 )
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ZooError):
     """A data or tokenizer setting that cannot work; the message names the fix."""
 
 

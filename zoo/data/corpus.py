@@ -25,8 +25,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
+from zoo.errors import ZooError
 
-class CorpusError(ValueError):
+
+class CorpusError(ZooError):
     """An empty, unreadable or too-small corpus; the message names the fix."""
 
 

@@ -95,6 +95,11 @@ class ZooDataModule(L.LightningDataModule):
         self.train_data, self.val_data = build_datasets(
             data_cfg, self.tokenizer, batch_size=self.per_device, val_batch_size=self.cfg.train.batch_size,
             rank=self.rank, world_size=self.world_size, device=self.device, corpus=self._corpus)
+        if self.train_data.objective != "lm":
+            from zoo.data import DataConfigError
+
+            raise DataConfigError(f"data: {self.train_data.objective!r} tasks (MAD compression) need an encoder-decoder "
+                                  "head that zoo's causal language model does not have; choose another task")
         self.vocab_size = self.train_data.vocab_size
         self.description = self._corpus.description if self._corpus is not None else data_cfg.type
         return self

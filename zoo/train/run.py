@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from zoo.config import ConfigError, RunConfig, load_recipe, load_yaml, to_container
-from zoo.errors import ZooError
 from zoo import runs
 
 ENV_RUN_DIR = "ZOO_RUN_DIR"
@@ -264,11 +263,5 @@ def _safe_plot(plot, run_dir: Path) -> None:
 def train_from_cli(recipe: Optional[str], overrides: List[str], resume_dir: Optional[str],
                    echo: Callable[[str], None] = print) -> Path:
     """The body of ``zoo train``: errors of the user's making are ZooError (one line, exit 2)."""
-    from zoo.data.config import DataConfigError
-    from zoo.data.corpus import CorpusError
-
     cfg, run_dir, resuming = resolve_run(recipe, overrides, resume_dir)
-    try:
-        return train(cfg, run_dir, resuming, echo=echo)
-    except (DataConfigError, CorpusError) as err:
-        raise ZooError(str(err)) from None
+    return train(cfg, run_dir, resuming, echo=echo)
