@@ -50,7 +50,6 @@ if INTERPRET:  # must precede the first import of triton
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import datetime  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -62,6 +61,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from _repo import import_zoo  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     "gpu": dict(T=200, B=2, prompt=16, new=64, hidden=256, heads=4, head_dim=64, vocab=1024, window=32,
@@ -71,26 +72,6 @@ SIZES = {
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 GATES = {"fp32": 1e-4, "bf16": 1e-2}
-
-
-def import_zoo():
-    """zoo from an installed checkout, or straight from the repo (GPU box: nothing installed)."""
-    try:
-        import zoo.kernels  # noqa: F401
-        import zoo
-        return zoo
-    except ImportError:
-        pass
-    sys.path.insert(0, str(ROOT))
-    import zoo
-
-    spec = importlib.util.spec_from_file_location(
-        "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["zoo.kernels"] = mod
-    spec.loader.exec_module(mod)
-    zoo.kernels = mod
-    return zoo
 
 
 # ---------------------------------------------------------------------------------------------

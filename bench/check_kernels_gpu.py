@@ -19,15 +19,15 @@ short table last.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import sys
 import time
 import traceback
 from pathlib import Path
 
 import torch
+
+from _repo import import_zoo
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,24 +36,11 @@ FLA_MS = {(8, 2048, 16, 128): 2.26, (4, 4096, 16, 128): 2.03, (2, 8192, 16, 128)
 
 
 def load_kernels():
-    """zoo.kernels from the installed package, else straight from ./kernels (GPU box: no install)."""
-    try:
-        import zoo.kernels as zk
-        import zoo.kernels.chunk as ch
-        return zk, ch
-    except ImportError:
-        pass
-    sys.path.insert(0, str(ROOT))
-    import zoo  # noqa: F401  (zoo/__init__.py imports nothing heavy)
-
-    spec = importlib.util.spec_from_file_location(
-        "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")]
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["zoo.kernels"] = mod
-    spec.loader.exec_module(mod)
+    """zoo.kernels and its chunk module, installed or straight from ./kernels."""
+    zk = import_zoo().kernels
     import zoo.kernels.chunk as ch
-    return mod, ch
+
+    return zk, ch
 
 
 T0 = time.time()

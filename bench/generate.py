@@ -40,10 +40,8 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import importlib.util
 import json
 import platform
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -51,29 +49,10 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from _repo import import_zoo
+
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2 ** 30
-
-
-def import_zoo():
-    """zoo from an installed checkout, or straight from the repo (the GPU box installs nothing)."""
-    try:
-        import zoo.kernels  # noqa: F401
-        import zoo
-        return zoo
-    except ImportError:
-        pass
-    sys.path.insert(0, str(ROOT))
-    import zoo
-
-    spec = importlib.util.spec_from_file_location(
-        "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["zoo.kernels"] = mod
-    spec.loader.exec_module(mod)
-    zoo.kernels = mod
-    sys.path.remove(str(ROOT))  # keep the repo's top-level kernels/ away from transformers' `kernels` probe
-    return zoo
 
 
 PATTERNS = {"deltanet": "delta*24", "hybrid_swa": "(delta swa)*12", "transformer": "attn*24"}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import itertools
 import json
 import math
@@ -35,6 +34,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from _repo import import_zoo
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,25 +50,6 @@ SAVE = lambda: None  # noqa: E731  (main() points this at the writer of kernels.
 
 def swa_window(T: int) -> int:
     return 512 if T == 2048 else 2048
-
-
-def import_zoo_kernels():
-    """zoo.kernels from an installed checkout, or straight from ./kernels (GPU box: no install)."""
-    try:
-        import zoo.kernels as zk  # noqa: F401
-        return zk
-    except ImportError:
-        pass
-    sys.path.insert(0, str(ROOT))
-    import zoo  # noqa: F401
-
-    spec = importlib.util.spec_from_file_location(
-        "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")]
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["zoo.kernels"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def rel_rms(x, ref) -> float:
@@ -611,7 +593,7 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
     import triton
 
-    zk = import_zoo_kernels()
+    zk = import_zoo().kernels
     ops, missing = load_ops(zk)
     out = {"card": torch.cuda.get_device_name(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": "python3 " + " ".join(sys.argv), "torch": torch.__version__, "triton": triton.__version__,

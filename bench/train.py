@@ -30,25 +30,21 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
+
+from _repo import import_zoo
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2 ** 30
 
 
-def import_zoo():
-    """zoo from an installed checkout, else from the repo (GPU box: zoo/kernels is a link to ../kernels)."""
-    try:
-        import zoo.kernels  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT))
-        import zoo.kernels  # noqa: F401
+def import_zoo_training():
+    """zoo (installed or from this checkout) with the modules the benchmark uses loaded up front."""
+    import_zoo()
     import zoo.config  # noqa: F401  (omegaconf: carried as a wheel on the GPU box)
     import zoo.interop.fla  # noqa: F401
     import zoo.model  # noqa: F401
     import zoo.train.module  # noqa: F401
-    if str(ROOT) in sys.path:  # keep the top-level kernels/ away from transformers' `kernels` probe
-        sys.path.remove(str(ROOT))
 
 
 def recipe_model(name: str, smoke: bool, overrides: Optional[List[str]] = None):
@@ -185,7 +181,7 @@ def free(device) -> None:
 
 
 def run(args) -> Dict[str, Any]:
-    import_zoo()
+    import_zoo_training()
     from zoo.model import ZooModel
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
@@ -406,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--runs-root", default="/tmp/zoo_ddp_runs")
     args = p.parse_args(argv)
     if args.ddp:
-        import_zoo()
+        import_zoo_training()
         return ddp_check(args)
     return run(args)
 
