@@ -509,7 +509,15 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
     settings = list(dict.fromkeys(_setting(r) for r in rows))
     if not settings:
         return False
-    fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4), squeeze=False)
+    import textwrap
+
+    common = set.intersection(*(set(st.split()) for st in settings))  # shown once, under the title
+
+    def label(setting: str) -> str:
+        own = [t for t in setting.split() if t not in common]
+        return textwrap.fill(" ".join(own) or "(common setting)", 48)
+
+    fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4.4), squeeze=False)
     for ax, setting in zip(axes[0], settings):
         group = [r for r in rows if _setting(r) == setting]
         for pat in dict.fromkeys(r["pattern"] for r in group):
@@ -522,10 +530,11 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
         ax.set_xlabel("d_model")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(setting, fontsize=9)
+        ax.set_title(label(setting), fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    shared = " ".join(t for t in settings[0].split() if t in common)
+    fig.suptitle(title + ("\n" + textwrap.fill(shared, 160) if shared else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
