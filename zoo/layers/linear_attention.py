@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.layers.deltanet import ShortConvolution, positions_in_document
+from zoo.layers.deltanet import ShortConvolution
 from zoo.layers.norm import RMSNorm
+from zoo.layers.packing import positions_in_document
 
 FEATURE_MAPS = ("l2", "elu1", "identity")
 
