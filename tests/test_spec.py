@@ -332,6 +332,7 @@ def test_bad_n_heads():
 class _ToyConfig:
     mode: Literal["fast", "exact"] = "fast"
     rate: float = 0.5
+    label: str = ""
     n_heads: Optional[int] = None
 
     def __post_init__(self):
@@ -372,11 +373,17 @@ def test_builtin_missing_from_registry():
     ("((delta swa)*2 attn)*3", "(delta swa delta swa attn)*3"),
     ("delta swa[window=64] swa[window=64] attn", "delta swa[window=64]*2 attn"),
     ("(swa[backend='flash'] delta)*2", "(swa[backend=flash] delta)*2"),
-    ("swa[backend='two words']*3", "swa[backend='two words']*3"),
-    ("swa[backend='true', rope_theta=1e999]", "swa[backend='true', rope_theta=1e999]"),
 ])
 def test_describe(pattern, summary):
     assert describe(layers(pattern)) == summary
+
+
+@pytest.mark.parametrize("pattern, summary", [
+    ("t[label='two words']*3", "t[label='two words']*3"),
+    ("t[label='true', rate=0.25]", "t[label='true', rate=0.25]"),
+])
+def test_describe_quotes_strings_that_would_read_otherwise(pattern, summary):
+    assert describe(_toy(pattern, mixers={"t": {"type": "toy"}})) == summary
 
 
 # --- properties -----------------------------------------------------------------------------
