@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from zoo.layers.deltanet import DeltaNet, DeltaNetConfig, GatedDeltaNet, GatedDeltaNetConfig, ShortConvolution
+from zoo.layers.deltanet import DeltaNet, DeltaNetConfig, GatedDeltaNet, GatedDeltaNetConfig
+from zoo.layers.recurrent import ShortConvolution
 from zoo.layers.packing import positions_in_document
 
 

@@ -5,8 +5,8 @@
       ─► per-head RMSNorm ─► o_proj
 
 It is DeltaNet (zoo/layers/deltanet.py) with the delta rule's erase term ``−β_t S k_t k_tᵀ``
-removed and nothing else changed: same projections, same short conv, and by default the same
-feature map (``feature_map="l2"``: L2-normalised q and k). A comparison between the two then
+removed (and with it β and the output gate): the same projections, short conv and output norm
+(both subclass ``RecurrentMixer``), and by default the same feature map (``feature_map="l2"``: L2-normalised q and k). A comparison between the two then
 isolates the update rule, which is what the paper's MQAR and MAD comparisons are about. Other
 feature maps: ``elu1`` (elu(x)+1, Katharopoulos et al. 2020) and ``identity``.
 
@@ -30,11 +30,8 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from zoo.layers.deltanet import ShortConvolution
-from zoo.layers.norm import RMSNorm
-from zoo.layers.packing import positions_in_document
+from zoo.layers.recurrent import RecurrentCache, RecurrentMixer
 
 FEATURE_MAPS = ("l2", "elu1", "identity")
 
@@ -47,7 +44,7 @@ class LinearAttentionConfig:
     feature_map: str = "l2"  # l2 (DeltaNet's q/k path) | elu1 | identity
     conv_size: int = 4  # short causal depthwise conv on q, k, v; 0 turns it off
     chunk_size: int = 64  # chunk length of the chunkwise form
-    norm_eps: float = 1e-5
+    norm_eps: Optional[float] = None  # output RMSNorm; None: the model's norm_eps
 
     def __post_init__(self) -> None:
         if self.feature_map not in FEATURE_MAPS:
@@ -56,16 +53,6 @@ class LinearAttentionConfig:
             raise ValueError(f"chunk_size={self.chunk_size} must be >= 1")
         if self.conv_size < 0:
             raise ValueError(f"conv_size={self.conv_size} must be >= 0 (0 turns the conv off)")
-
-
-@dataclass
-class LinearAttentionCache:
-    """Generation state of one layer: state [B, H, K, V] fp32 and conv tails [B, conv_size-1, C] (or None)."""
-
-    state: torch.Tensor
-    q_tail: Optional[torch.Tensor]
-    k_tail: Optional[torch.Tensor]
-    v_tail: Optional[torch.Tensor]
 
 
 def chunk_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
@@ -81,7 +68,6 @@ def chunk_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
     Returns (o [B, T, H, V] in q's dtype, final state [N, H, K, V] in at least fp32, or None).
     """
     B, T, H, K = q.shape
-    V = v.shape[-1]
     if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
         raise ValueError(f"linear attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not match")
     if cu_seqlens is not None and B != 1:
@@ -157,30 +143,10 @@ def _chunk(q, k, v, scale, initial_state, output_final_state, cu_seqlens, chunk_
     return o.to(q.dtype), final
 
 
-class LinearAttention(nn.Module):
+class LinearAttention(RecurrentMixer):
     """Additive linear attention. forward(x [B, T, D], cu_seqlens=None, cache=None) -> [B, T, D]."""
 
     Config = LinearAttentionConfig
-
-    def __init__(self, d_model: int, config: LinearAttentionConfig):
-        super().__init__()
-        if config.n_heads is None:
-            raise ValueError("LinearAttention needs n_heads (the spec resolver fills it from the model)")
-        self.config = config
-        H = self.n_heads = config.n_heads
-        dk = self.head_k = config.head_dim or d_model // H
-        dv = self.head_v = int(dk * config.expand_v)
-        if dk * H == 0 or dv == 0:
-            raise ValueError(f"LinearAttention head dims must be positive (d_model={d_model}, n_heads={H})")
-        self.q_proj = nn.Linear(d_model, H * dk, bias=False)
-        self.k_proj = nn.Linear(d_model, H * dk, bias=False)
-        self.v_proj = nn.Linear(d_model, H * dv, bias=False)
-        if config.conv_size > 0:
-            self.q_conv1d = ShortConvolution(H * dk, config.conv_size)
-            self.k_conv1d = ShortConvolution(H * dk, config.conv_size)
-            self.v_conv1d = ShortConvolution(H * dv, config.conv_size)
-        self.o_norm = RMSNorm(dv, eps=config.norm_eps)
-        self.o_proj = nn.Linear(H * dv, d_model, bias=False)
 
     def _feature(self, x: torch.Tensor) -> torch.Tensor:
         fm = self.config.feature_map
@@ -192,49 +158,16 @@ class LinearAttention(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, cu_seqlens: Optional[torch.Tensor] = None,
-                cache: Optional[LinearAttentionCache] = None) -> torch.Tensor:
-        if cache is not None and cu_seqlens is not None:
-            raise ValueError("LinearAttention: a generation cache and packed documents (cu_seqlens) cannot be combined")
-        B, T, _ = x.shape
-        H, dk, dv = self.n_heads, self.head_k, self.head_v
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        if self.config.conv_size > 0:
-            if cu_seqlens is not None and B != 1:
-                raise ValueError(f"LinearAttention: packed input (cu_seqlens) needs batch size 1, got {B}")
-            pos = positions_in_document(cu_seqlens, T) if cu_seqlens is not None else None
-            q, q_tail = self.q_conv1d(q, pos, cache.q_tail if cache else None)
-            k, k_tail = self.k_conv1d(k, pos, cache.k_tail if cache else None)
-            v, v_tail = self.v_conv1d(v, pos, cache.v_tail if cache else None)
-            if cache is not None:
-                cache.q_tail, cache.k_tail, cache.v_tail = q_tail, k_tail, v_tail
-        else:
-            q, k = F.silu(q), F.silu(k)
-        q = self._feature(q.view(B, T, H, dk))
-        k = self._feature(k.view(B, T, H, dk))
-        v = v.view(B, T, H, dv)
-        o, state = chunk_linear_attention(q, k, v, initial_state=cache.state if cache else None,
+                cache: Optional[RecurrentCache] = None) -> torch.Tensor:
+        q, k, v = self.qkv(x, cu_seqlens, cache)
+        o, state = chunk_linear_attention(self._feature(q), self._feature(k), v,
+                                          initial_state=cache.state if cache else None,
                                           output_final_state=cache is not None, cu_seqlens=cu_seqlens,
                                           chunk_size=self.config.chunk_size)
         if cache is not None:
             cache.state = state
-        return self.o_proj(self.o_norm(o).reshape(B, T, H * dv))
+        return self.output(o)
 
-    def init_cache(self, batch_size: int, device=None, dtype=None) -> LinearAttentionCache:
-        device = device or self.o_proj.weight.device
-        dtype = dtype or self.o_proj.weight.dtype
-        H, dk, dv, w = self.n_heads, self.head_k, self.head_v, self.config.conv_size
-        tail = (lambda c: torch.zeros(batch_size, w - 1, c, device=device, dtype=dtype)) if w > 0 else (lambda c: None)
-        state = torch.zeros(batch_size, H, dk, dv, device=device, dtype=torch.float32)
-        return LinearAttentionCache(state, tail(H * dk), tail(H * dk), tail(H * dv))
-
-    def flops_per_token(self, d_model: int, context: int) -> float:
-        """Projections + conv + chunkwise linear attention (chunk C): 2·(2·K·V + C·(K + V)) per head."""
-        H, dk, dv, C = self.n_heads, self.head_k, self.head_v, self.config.chunk_size
-        linear = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
-        conv = (2 * dk + dv) * H * self.config.conv_size
-        return 2.0 * (linear + conv + H * (2 * dk * dv + C * (dk + dv)))
-
-    def cache_bytes(self, batch_size: int, context: int, dtype_bytes: int) -> int:
-        """Constant in context: the fp32 state plus the conv tails."""
-        H, dk, dv, w = self.n_heads, self.head_k, self.head_v, self.config.conv_size
-        return batch_size * (H * dk * dv * 4 + max(w - 1, 0) * H * (2 * dk + dv) * dtype_bytes)
+    def state_flops(self, K: int, V: int, C: int) -> float:
+        """Chunkwise linear attention (chunk C) per head and token: 2·(2·K·V + C·(K + V))."""
+        return 2.0 * (2 * K * V + C * (K + V))
