@@ -6,8 +6,6 @@ sequence get identical rotations.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 
