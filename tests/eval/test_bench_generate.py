@@ -9,7 +9,9 @@ from conftest import tiny_model
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_bench():
+def load_bench(monkeypatch):
+    """The script as a module; bench/ goes on sys.path, as it does when the script runs."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench_generate", ROOT / "bench" / "generate.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -17,8 +19,8 @@ def load_bench():
 
 
 @torch.no_grad()
-def test_replicated_cache_decodes_like_the_batch_one_cache():
-    bench = load_bench()
+def test_replicated_cache_decodes_like_the_batch_one_cache(monkeypatch):
+    bench = load_bench(monkeypatch)
     model = tiny_model("delta swa[window=4] attn", 64)
     base = model.init_cache(1)
     bench.prefill_to(model, base, 11, 64, chunk=5, gen=torch.Generator().manual_seed(0))
@@ -33,8 +35,8 @@ def test_replicated_cache_decodes_like_the_batch_one_cache():
     assert bench.graphable(tiny_model("delta", 64).init_cache(1)) is None
 
 
-def test_smoke_sweep_and_report(tmp_path):
-    bench = load_bench()
+def test_smoke_sweep_and_report(tmp_path, monkeypatch):
+    bench = load_bench(monkeypatch)
     result = bench.main(["--smoke", "--models", "deltanet,transformer", "--contexts", "24", "--batches", "1,2",
                          "--steps", "2", "--out", str(tmp_path)])
     ok = [r for r in result["rows"] if r["status"] == "ok"]
@@ -44,8 +46,8 @@ def test_smoke_sweep_and_report(tmp_path):
     assert "| deltanet | zoo eager | 2 |" in md and (tmp_path / "generate.json").is_file()
 
 
-def test_cache_table_is_flat_for_deltanet_and_bounded_for_swa():
-    bench = load_bench()
+def test_cache_table_is_flat_for_deltanet_and_bounded_for_swa(monkeypatch):
+    bench = load_bench(monkeypatch)
     table = bench.main(["--smoke", "--cache-table", "--contexts", "8,16,64", "--batches", "1"])["cache_table"]
     assert table.startswith("| model (KiB) |")
     rows = {line.split("|")[1].strip(): [float(x.replace(",", "")) for x in line.split("|")[3:-1]]
