@@ -33,9 +33,10 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
 
 from zoo.data.corpus import CorpusError
+from zoo.data.stream import BatchStream
 
 
 def pack_documents(token_lists: Iterable[List[int]], eos_id: int, limit: Optional[int] = None) -> np.ndarray:
@@ -75,7 +76,7 @@ def rows_to_batch(rows: np.ndarray, eos_id: int) -> Dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "labels": w[:, 1:].contiguous(), "cu_seqlens": cu_seqlens_from_eos(input_ids, eos_id)}
 
 
-class PackedTrainData(IterableDataset):
+class PackedTrainData(BatchStream):
     """Endless shuffled training batches from an in-memory token stream; exactly resumable.
 
     Args: ``tokens`` int32 [L] (``pack_documents``), ``seq_len`` T, ``batch_size`` B rows per
@@ -87,6 +88,7 @@ class PackedTrainData(IterableDataset):
     """
 
     objective = "lm"
+    resume_keys = ("seed", "seq_len", "global_batch", "n_tokens")
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, eos_id: int, seed: int = 0,
                  rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None):
@@ -96,13 +98,10 @@ class PackedTrainData(IterableDataset):
         self.vocab_size = vocab_size
         self.n_rows = max(len(self.tokens) // seq_len - 1, 0)  # room for any offset in [0, T)
         self.set_distributed(rank, world_size)
-        self.batch_index = 0
         self._plan: Optional[tuple] = None
 
     def set_distributed(self, rank: int, world_size: int) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
-        self.rank, self.world_size = rank, world_size
+        self._set_rank(rank, world_size)
         global_rows = self.batch_size * world_size
         if self.n_rows < global_rows:
             need = (global_rows + 1) * self.seq_len
@@ -129,23 +128,9 @@ class PackedTrainData(IterableDataset):
         starts = offset + rows.astype(np.int64) * self.seq_len
         return rows_to_batch(self.tokens[starts[:, None] + np.arange(self.seq_len + 1)], self.eos_id)
 
-    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
-        while True:
-            b = self.batch(self.batch_index)
-            self.batch_index += 1
-            yield b
-
-    def seek(self, batch_index: int) -> None:
-        """Continue from global batch ``batch_index`` (e.g. optimizer steps * grad accumulation)."""
-        self.batch_index = int(batch_index)
-
     def state_dict(self) -> Dict[str, Any]:
         return {"batch_index": self.batch_index, "seed": self.seed, "seq_len": self.seq_len,
                 "global_batch": self.batch_size * self.world_size, "n_tokens": int(len(self.tokens))}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        _check_state(self.state_dict(), state, ("seed", "seq_len", "global_batch", "n_tokens"))
-        self.batch_index = int(state["batch_index"])
 
     @property
     def tokens_per_epoch(self) -> int:
@@ -161,6 +146,7 @@ class PackedValData(Dataset):
     """
 
     objective = "lm"
+    resume_keys = ("seed", "seq_len", "global_batch", "n_tokens")
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, eos_id: int,
                  max_tokens: Optional[int] = None, vocab_size: Optional[int] = None):
@@ -190,7 +176,7 @@ class PackedValData(Dataset):
         return (self[i] for i in range(len(self)))
 
 
-class StreamingTrainData(IterableDataset):
+class StreamingTrainData(BatchStream):
     """Training batches packed on the fly from a document stream (Hugging Face streaming).
 
     Rows are consecutive windows of the stream (no shuffling beyond the source's own);
@@ -201,6 +187,7 @@ class StreamingTrainData(IterableDataset):
     """
 
     objective = "lm"
+    resume_keys = ("seq_len", "global_batch")
 
     def __init__(self, token_lists: Callable[[], Iterator[List[int]]], seq_len: int, batch_size: int,
                  eos_id: int, rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None):
@@ -208,12 +195,9 @@ class StreamingTrainData(IterableDataset):
         self.token_lists, self.seq_len, self.batch_size, self.eos_id = token_lists, seq_len, batch_size, eos_id
         self.vocab_size = vocab_size
         self.set_distributed(rank, world_size)
-        self.batch_index = 0
 
     def set_distributed(self, rank: int, world_size: int) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
-        self.rank, self.world_size = rank, world_size
+        self._set_rank(rank, world_size)
 
     def _global_windows(self) -> Iterator[np.ndarray]:
         g, T = self.batch_size * self.world_size, self.seq_len
@@ -242,22 +226,6 @@ class StreamingTrainData(IterableDataset):
             self.batch_index += 1
             yield rows_to_batch(w[lo:hi], self.eos_id)
 
-    def seek(self, batch_index: int) -> None:
-        self.batch_index = int(batch_index)
-
     def state_dict(self) -> Dict[str, Any]:
         return {"batch_index": self.batch_index, "seq_len": self.seq_len,
                 "global_batch": self.batch_size * self.world_size}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        _check_state(self.state_dict(), state, ("seq_len", "global_batch"))
-        self.batch_index = int(state["batch_index"])
-
-
-def _check_state(mine: Dict[str, Any], saved: Dict[str, Any], keys) -> None:
-    for k in keys:
-        if k in saved and saved[k] != mine[k]:
-            raise ValueError(
-                f"data state from a checkpoint does not match this run: {k}={saved[k]} there, "
-                f"{mine[k]} here; resume with the same data settings (seq_len, batch size x devices, corpus, seed)"
-            )

@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
+
+from zoo.data.stream import BatchStream
 
 Generate = Callable[[int, torch.Generator], Dict[str, torch.Tensor]]
 _VAL_STREAM = 0x5EED_0FF5
@@ -42,7 +44,7 @@ def accuracy(logits_or_preds: torch.Tensor, labels: torch.Tensor) -> float:
     return float((preds[mask] == labels[mask]).sum()) / n
 
 
-class SyntheticTrainData(IterableDataset):
+class SyntheticTrainData(BatchStream):
     """Endless batches of a generator ``generate(batch_size, torch.Generator) -> batch dict``.
 
     ``device``: where batches are generated (set it to the training device; attribute
@@ -53,6 +55,7 @@ class SyntheticTrainData(IterableDataset):
     """
 
     eos_id = None  # no document separator in synthetic tasks
+    resume_keys = ("seed", "global_batch")
 
     def __init__(self, generate: Generate, batch_size: int, seed: int = 0, device: Any = "cpu",
                  rank: int = 0, world_size: int = 1, vocab_size: Optional[int] = None, name: str = "",
@@ -65,12 +68,9 @@ class SyntheticTrainData(IterableDataset):
         self._pool: Optional[Dict[str, torch.Tensor]] = None
         self._perm: Optional[tuple] = None
         self.set_distributed(rank, world_size)
-        self.batch_index = 0
 
     def set_distributed(self, rank: int, world_size: int) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
-        self.rank, self.world_size = rank, world_size
+        self._set_rank(rank, world_size)
         g = self.batch_size * world_size
         if self.pool_size and self.pool_size < g:
             raise ValueError(f"a training pool of {self.pool_size} examples is smaller than one global batch ({g}); "
@@ -98,24 +98,8 @@ class SyntheticTrainData(IterableDataset):
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         return {k: v[lo:hi] for k, v in full.items()}
 
-    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
-        while True:
-            b = self.batch(self.batch_index)
-            self.batch_index += 1
-            yield b
-
-    def seek(self, batch_index: int) -> None:
-        self.batch_index = int(batch_index)
-
     def state_dict(self) -> Dict[str, Any]:
         return {"batch_index": self.batch_index, "seed": self.seed, "global_batch": self.batch_size * self.world_size}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        for k in ("seed", "global_batch"):
-            if k in state and state[k] != self.state_dict()[k]:
-                raise ValueError(f"data state from a checkpoint has {k}={state[k]}, this run {self.state_dict()[k]}; "
-                                 "resume with the same data seed and batch size x devices")
-        self.batch_index = int(state["batch_index"])
 
 
 class SyntheticValData(Dataset):
@@ -124,6 +108,7 @@ class SyntheticValData(Dataset):
     targets (labels only at the probed positions), so ``accuracy`` scores exactly those."""
 
     eos_id = None  # no document separator in synthetic tasks
+    resume_keys = ("seed", "global_batch")
 
     def __init__(self, generate: Generate, batch_size: int, n_examples: int, seed: int = 0, device: Any = "cpu",
                  vocab_size: Optional[int] = None, name: str = "", objective: str = "lm"):
