@@ -52,11 +52,14 @@ def compose(config: ModelConfig, context: int, batch_size: int = 1, dtype_bytes:
 
 
 def _key_options(cfg: Any, model: ModelConfig, mixer: str) -> str:
-    """The options that differ from the model's defaults for that mixer type, as k=v text."""
+    """The options that differ from the model's defaults for that mixer type, as k=v text.
+
+    The defaults are the type's section with what the spec resolver fills from the model
+    (n_heads, head_dim and, where the mixer has one, norm_eps) filled the same way."""
     base = asdict(getattr(model, mixer))
     base["n_heads"] = base["n_heads"] or model.n_heads
     base["head_dim"] = base["head_dim"] or model.d_model // base["n_heads"]
-    if base.get("norm_eps", 0) is None:
+    if "norm_eps" in base and base["norm_eps"] is None:
         base["norm_eps"] = model.norm_eps
     shown = {f.name: getattr(cfg, f.name) for f in fields(cfg) if getattr(cfg, f.name) != base.get(f.name)}
     if mixer == "attention":
