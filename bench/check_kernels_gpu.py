@@ -186,7 +186,25 @@ def timing_inputs(B, T, H, D, gated):
     return leaves, do
 
 
-def time_op(fn, B, T, H, D, gated, fla=False):
+def ms_graph(fn, n=5):
+    """Median ms of one fn call, replaying a CUDA graph of n calls (GPU time, no launch overhead)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(n):
+            fn()
+    t = ms(graph.replay) / n
+    del graph
+    return t
+
+
+def time_op(fn, B, T, H, D, gated, fla=False, graph=False):
+    """(fwd ms, fwd+bwd ms): eager (do_bench), or CUDA-graph replay when `graph`."""
     leaves, do = timing_inputs(B, T, H, D, gated)
     q, k, v, beta = leaves[:4]
 
@@ -195,6 +213,11 @@ def time_op(fn, B, T, H, D, gated, fla=False):
             return fn(q, k, v, g=leaves[4], beta=beta) if fla else fn(q, k, v, leaves[4], beta)
         return fn(q, k, v, beta)
 
+    if graph:
+        with torch.no_grad():
+            f = ms_graph(call)
+        fb = ms_graph(lambda: torch.autograd.grad(call()[0], leaves, do))
+        return f, fb
     with torch.no_grad():
         f = ms(call)
 
@@ -232,6 +255,7 @@ def timings(zk, ch, fla_fn, quick=False):
                 ch.TUNING["precision"] = preset
             try:
                 row[name + "_fwd"], row[name + "_fb"] = time_op(fn, *s, gated, fla=is_fla)
+                row[name + "_gfwd"], row[name + "_gfb"] = time_op(fn, *s, gated, fla=is_fla, graph=True)
             except Exception as e:
                 row[name + "_error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 log(f"time {name} {s} ERROR {row[name + '_error']}")
@@ -268,9 +292,9 @@ def profile_kernels(fn, shape, gated=False, fla=False):
     leaves, do = timing_inputs(*shape, gated)
     q, k, v, beta = leaves[:4]
 
-    def step():
+    def step():  # autograd.grad: no .grad accumulation kernels in the profile
         o = (fn(q, k, v, leaves[4], beta) if gated else fn(q, k, v, beta))[0]
-        o.backward(do)
+        torch.autograd.grad(o, leaves, do)
 
     for _ in range(3):
         step()
@@ -287,18 +311,20 @@ def profile_kernels(fn, shape, gated=False, fla=False):
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def sweep(zk, ch, budget_end):
-    """Time fwd / fwd+bwd under launch-parameter overrides, one knob group at a time."""
+def sweep(zk, ch, budget_end, groups=None):
+    """Time fwd / fwd+bwd (CUDA-graph replay) under launch-parameter overrides, one knob group at a time."""
     res = []
-    groups = [
+    knobs = [
         ("solve", [dict(solve_warps=w) for w in (1, 2, 4)]),
         ("wu", [dict(wu_warps=w, wu_stages=st) for w in (4, 8) for st in (1, 2)]),
-        ("bwd", [dict(bwd_warps=w, bwd_bk=bk, bwd_bv=bv) for w in (4, 8) for (bk, bv) in ((64, 64), (32, 64), (64, 128), (32, 128))]),
+        ("bwd", [dict(bwd_warps=w, bwd_bk=bk, bwd_bv=bv) for w in (4, 8)
+                 for (bk, bv) in ((64, 64), (32, 64), (64, 128), (32, 128), (128, 32), (128, 64))]),
         ("bwd_dh", [dict(bwd_dh_bv=bv, bwd_dh_warps=w) for bv in (32, 64) for w in (4, 8)]),
         ("fwd", [dict(fwd_bv=bv, fwd_stages=st) for bv in (32, 64) for st in (1, 2)]),
     ]
+    knobs = [kv for kv in knobs if groups is None or kv[0] in groups]
     for shape in (SHAPES[0], SHAPES[2], SHAPES[3]):
-        for gname, cfgs in groups:
+        for gname, cfgs in [("default", [{}])] + knobs:
             for cfg in cfgs:
                 if time.time() > budget_end:
                     log("sweep: budget reached")
@@ -306,7 +332,7 @@ def sweep(zk, ch, budget_end):
                 ch.TUNING.clear()
                 ch.TUNING.update(cfg)
                 try:
-                    f, fb = time_op(zk.chunk_delta_rule, *shape, False)
+                    f, fb = time_op(zk.chunk_delta_rule, *shape, False, graph=True)
                     res.append({"shape": list(shape), "group": gname, "cfg": cfg, "fwd": f, "fb": fb})
                     log(f"sweep {shape} {cfg}: fwd {f:.3f} fb {fb:.3f}")
                 except Exception as e:
@@ -325,6 +351,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="real-shape checks, zoo timings and one profile only (short device budgets)")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU shapes under TRITON_INTERPRET=1")
+    ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -350,17 +377,25 @@ def main():
         res["correctness"] = [{"name": "real shape", "error": traceback.format_exc()[-2000:], "pass": False}]
         log("quick correctness ERROR", res["correctness"][0]["error"][-500:])
     save()
-    fla_fn, fla_ver = load_fla() if not a.quick else (None, None)
+    fla_fn, fla_ver = load_fla()
     res["fla_version"] = fla_ver
     res["timings"] = timings(zk, ch, fla_fn, quick=a.quick)
     save()
     if a.quick:
         try:
             res["profile_zoo"] = profile_kernels(zk.chunk_delta_rule, SHAPES[0])
-            log("profile_zoo", json.dumps(dict(list(res["profile_zoo"].items())[:8])))
+            res["profile_zoo_gated"] = profile_kernels(zk.chunk_gated_delta_rule, SHAPES[0], gated=True)
+            if fla_fn is not None:
+                res["profile_fla"] = profile_kernels(fla_fn, SHAPES[0])
+            for key in ("profile_zoo", "profile_zoo_gated", "profile_fla"):
+                if key in res:
+                    log(key, json.dumps(dict(list(res[key].items())[:10])))
         except Exception:
             res["profile_error"] = traceback.format_exc()[-1500:]
         save()
+        if a.sweep_groups:
+            res["sweep"] = sweep(zk, ch, deadline, groups=a.sweep_groups.split(","))
+            save()
         a.no_sweep = True
     try:
         res["profile_zoo"] = profile_kernels(zk.chunk_delta_rule, SHAPES[0])
@@ -406,6 +441,13 @@ def main():
         f = lambda k: f"{r[k]:.3f}" if k in r else "  -  "  # noqa: E731
         ratio = f"{r['zoo_fb'] / r['fla_fb']:.2f}" if "zoo_fb" in r and "fla_fb" in r else "-"
         print(f"{'x'.join(map(str, r['shape'])):<16} " + " | ".join(f"{f(c + '_fwd')} / {f(c + '_fb')}" for c in cols)
+              + f" | {ratio}")
+    print("CUDA-graph replay (GPU time only):")
+    for r in res["timings"]:
+        f = lambda k: f"{r[k]:.3f}" if k in r else "  -  "  # noqa: E731
+        ratio = "/".join(f"{r['zoo_' + x] / r['fla_' + x]:.2f}" if "zoo_" + x in r and "fla_" + x in r else "-"
+                         for x in ("gfwd", "gfb"))
+        print(f"{'x'.join(map(str, r['shape'])):<16} " + " | ".join(f"{f(c + '_gfwd')} / {f(c + '_gfb')}" for c in cols)
               + f" | {ratio}")
     if res.get("sweep"):
         best = {}

@@ -162,12 +162,34 @@ def _load_vec(ptr, t0, eos, H, h, R: tl.constexpr):
 
 
 @triton.jit
-def _chunk_bounds(cu, chunk_seq, chunk_idx, i_c):
-    n = tl.load(chunk_seq + i_c)
-    c = tl.load(chunk_idx + i_c)
-    bos = tl.load(cu + n)
-    eos = tl.load(cu + n + 1)
+def _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN: tl.constexpr):
+    """(first token, end of its sequence) of global chunk i_c: from the varlen tables, or
+    arithmetically for a uniform batch of sequences of length T (NT chunks each)."""
+    if VARLEN:
+        n = tl.load(chunk_seq + i_c)
+        c = tl.load(chunk_idx + i_c)
+        bos = tl.load(cu + n)
+        eos = tl.load(cu + n + 1)
+    else:
+        n = i_c // NT
+        c = i_c % NT
+        bos = n * T
+        eos = bos + T
     return bos + c * 64, eos
+
+
+@triton.jit
+def _seq_bounds(cu, chunk_off, n, T, NT, VARLEN: tl.constexpr):
+    """(first token, end, first global chunk) of sequence n."""
+    if VARLEN:
+        bos = tl.load(cu + n)
+        eos = tl.load(cu + n + 1)
+        co = tl.load(chunk_off + n).to(tl.int64)
+    else:
+        bos = n * T
+        eos = bos + T
+        co = n.to(tl.int64) * NT
+    return bos, eos, co
 
 
 # --------------------------------------------------------------------------------------
@@ -176,8 +198,9 @@ def _chunk_bounds(cu, chunk_seq, chunk_idx, i_c):
 @triton.jit
 def _solve_kernel(
     k, beta, g, cu, chunk_seq, chunk_idx, t_out, g_out,
-    H,
-    K: tl.constexpr, BK: tl.constexpr, USE_G: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+    T, NT, H,
+    K: tl.constexpr, BK: tl.constexpr, USE_G: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr,
+    UP: tl.constexpr,
 ):
     """Tinv = (I + A)^-1 of one chunk (and the within-chunk cumulative log decay G).
 
@@ -186,7 +209,7 @@ def _solve_kernel(
     X_ij = -X_ii sum_m A_im X_mj. Only the lower blocks of Tinv are written."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
-    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN)
     o16 = tl.arange(0, 16)
     k0 = _load_rows(k, t0, eos, H, h, K, BK, 16, 0).to(DT)
     k1 = _load_rows(k, t0 + 16, eos, H, h, K, BK, 16, 0).to(DT)
@@ -245,14 +268,14 @@ def _solve_kernel(
 def _wu_kernel(
     q, k, v, beta, gcum, tinv, cu, chunk_seq, chunk_idx,
     w_out, u_out, p_out,
-    scale, H,
+    scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+    USE_G: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     """W = Tinv (beta e^G K), U = Tinv (beta V) and P = scale (Q K^T * exp(G_i - G_j)) on j <= i."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
-    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN)
     o64 = tl.arange(0, 64)
     causal = o64[:, None] >= o64[None, :]
     b_t = tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
@@ -282,18 +305,16 @@ def _wu_kernel(
 def _fwd_kernel(
     q, k, w, u, p, gcum, h0, cu, chunk_off,
     o, ht, h_out, vn_out,
-    scale, H,
+    scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
+    VARLEN: tl.constexpr, USE_G: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
     OUTPUT: tl.constexpr, STORE_H: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
     h = i_nh % H
-    bos = tl.load(cu + n)
-    eos = tl.load(cu + n + 1)
-    co = tl.load(chunk_off + n).to(tl.int64)
+    bos, eos, co = _seq_bounds(cu, chunk_off, n, T, NT, VARLEN)
     nc = tl.cdiv(eos - bos, 64)
     v0 = i_v * BV
     ok = tl.arange(0, BK)
@@ -340,17 +361,15 @@ def _fwd_kernel(
 def _bwd_dh_kernel(
     q, k, w, p, gcum, do, dht, cu, chunk_off,
     dh_out, dvn_out, dh0,
-    scale, H,
+    scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+    VARLEN: tl.constexpr, USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
     h = i_nh % H
-    bos = tl.load(cu + n)
-    eos = tl.load(cu + n + 1)
-    co = tl.load(chunk_off + n).to(tl.int64)
+    bos, eos, co = _seq_bounds(cu, chunk_off, n, T, NT, VARLEN)
     nc = tl.cdiv(eos - bos, 64)
     v0 = i_v * BV
     ok = tl.arange(0, BK)
@@ -407,21 +426,26 @@ def _gamma(gcum, t0, eos, H, h, USE_G: tl.constexpr):
 def _bwd_kernel(
     q, k, v, beta, gcum, tinv, p, hs, dhs, vn, dvn, do, cu, chunk_seq, chunk_idx,
     dq, dk, dv, dbeta, dg,
-    scale, H,
+    scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_G: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+    USE_G: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
+    """Every per-chunk gradient in one pass; dk is written once.
+
+    dTinv = dU (beta V)^T + dW (beta e^G K)^T collapses to dVn (Vn^T (I + A)^T), because
+    (I + A) Vn = beta V - beta e^G K S: so dA (and with it the A-terms of dk, dbeta, dG) is
+    known after the V loop, before the K loop that finishes dq and dk."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
-    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN)
     o64 = tl.arange(0, 64)
-    causal = o64[:, None] >= o64[None, :]
     strict = o64[:, None] > o64[None, :]
     st_base = (i_c.to(tl.int64) * H + h) * K * V
 
     b_b = _load_vec(beta, t0, eos, H, h, 64)
     # Tinv^T; the upper blocks of Tinv are never written
-    b_tdt = tl.trans(tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT))
+    b_tdt = tl.trans(tl.where(o64[:, None] >= o64[None, :], _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT))
+    gam = _gamma(gcum, t0, eos, H, h, USE_G)
     if USE_G:
         b_g = _load_vec(gcum, t0, eos, H, h, 64)
         g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
@@ -431,30 +455,46 @@ def _bwd_kernel(
         b_eg = tl.full([64], 1.0, dtype=tl.float32)
         b_kdec = b_eg
 
-    # phase 1: over V blocks -> dP, the dU part of dTinv, dv and beta's dv part
+    # phase 0: A = strict(diag(beta) (K K^T * Gamma))
+    b_kk = tl.zeros([64, 64], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
+        b_kk += _mm(b_kd, tl.trans(b_kd), UP)
+    b_gkk = tl.where(strict, b_kk * gam, 0.0)
+    b_a = b_gkk * b_b[:, None]
+
+    # phase 1: over V blocks -> dP, dVn Vn^T, dv and beta's dv part
     b_dp = tl.zeros([64, 64], dtype=tl.float32)
-    b_dtin = tl.zeros([64, 64], dtype=tl.float32)
+    b_dvv = tl.zeros([64, 64], dtype=tl.float32)
     b_db = tl.zeros([64], dtype=tl.float32)
     for v0 in range(0, V, BV):
         b_dvn = _load_rows(dvn, t0, eos, H, h, V, BV, 64, v0).to(DT)
+        b_vnt = tl.trans(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT))
         b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0).to(tl.float32)
-        b_dp += _mm(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT),
-                       tl.trans(_load_rows(vn, t0, eos, H, h, V, BV, 64, v0).to(DT)), UP)
-        b_dtin += _mm(b_dvn, tl.trans((b_v * b_b[:, None]).to(DT)), UP)
+        b_dp += _mm(_load_rows(do, t0, eos, H, h, V, BV, 64, v0).to(DT), b_vnt, UP)
+        b_dvv += _mm(b_dvn, b_vnt, UP)
         b_dxv = _mm(b_tdt, b_dvn, UP)
         _store_rows(dv, b_dxv * b_b[:, None], t0, eos, H, h, V, BV, 64, v0)
         b_db += tl.sum(b_dxv * b_v, 1)
+
+    # dTinv = dVn Vn^T (I + A)^T;  dA = -Tinv^T dTinv Tinv^T (strictly lower part used)
+    b_dtin = b_dvv + _mm(b_dvv.to(DT), tl.trans(b_a.to(DT)), UP)
+    b_da = -_mm(_mm(b_tdt, b_dtin.to(DT), UP).to(DT), b_tdt, UP)
+    b_db += tl.sum(b_da * b_gkk, 1)
     b_dG = tl.zeros([64], dtype=tl.float32)
     d_last = tl.zeros([64], dtype=tl.float32)  # per-row parts of d(G at the chunk's last row)
     d_hh = tl.zeros([BV], dtype=tl.float32)
     if USE_G:
         b_e = b_dp * _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(tl.float32)
+        b_e += tl.where(strict, b_da * b_a, 0.0)
         b_dG += tl.sum(b_e, 1) - tl.sum(b_e, 0)
-    b_dpm = b_dp * _gamma(gcum, t0, eos, H, h, USE_G) * scale
+    b_dpm = b_dp * gam * scale
+    b_dkk = tl.where(strict, b_da * gam * b_b[:, None], 0.0)
     b_dpmd = b_dpm.to(DT)
     b_dpmtd = tl.trans(b_dpm).to(DT)
+    b_dkks = (b_dkk + tl.trans(b_dkk)).to(DT)
 
-    # phase 2: over K blocks -> dq (final), dk (all but the A term), dW and its dTinv part
+    # phase 2: over K blocks -> dq, dk, and beta's dW part
     for k0 in range(0, K, BK):
         b_qd = _load_rows(q, t0, eos, H, h, K, BK, 64, k0).to(DT)
         b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
@@ -476,45 +516,22 @@ def _bwd_kernel(
                 d_hh += tl.sum(b_ht.to(tl.float32) * b_dht.to(tl.float32), 1)
         b_dq = acc_dq * (b_eg * scale)[:, None] + _mm(b_dpmd, b_kd, UP)
         _store_rows(dq, b_dq, t0, eos, H, h, K, BK, 64, k0)
-        b_dk = acc_dkt * b_kdec[:, None] + _mm(b_dpmtd, b_qd, UP)
-        b_xk = (b_kd.to(tl.float32) * (b_b * b_eg)[:, None]).to(DT)
-        b_dwd = acc_dw.to(DT)
-        b_dtin += _mm(b_dwd, tl.trans(b_xk), UP)
-        b_dxk = _mm(b_tdt, b_dwd, UP)
-        b_dk += b_dxk * (b_b * b_eg)[:, None]
-        b_db += tl.sum(b_dxk * b_kd.to(tl.float32), 1) * b_eg
+        b_dxk = _mm(b_tdt, acc_dw.to(DT), UP)
+        b_dk = (acc_dkt * b_kdec[:, None] + _mm(b_dpmtd, b_qd, UP) + _mm(b_dkks, b_kd, UP)
+                + b_dxk * (b_b * b_eg)[:, None])
+        _store_rows(dk, b_dk, t0, eos, H, h, K, BK, 64, k0)
+        b_dxkk = tl.sum(b_dxk * b_kd.to(tl.float32), 1) * b_eg
+        b_db += b_dxkk
         if USE_G:
             b_dG += scale * b_eg * tl.sum(b_qd.to(tl.float32) * acc_dq, 1)
             r = b_kdec * tl.sum(acc_dkt * b_kd.to(tl.float32), 1)
-            b_dG += tl.sum(b_dxk * b_xk.to(tl.float32), 1) - r
+            b_dG += b_dxkk * b_b - r
             d_last += r
-        _store_rows(dk, b_dk, t0, eos, H, h, K, BK, 64, k0)
 
-    # phase 3: dA = -Tinv^T dTinv Tinv^T, its beta / G / K parts
-    b_kk = tl.zeros([64, 64], dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
-        b_kk += _mm(b_kd, tl.trans(b_kd), UP)
-    b_da = _mm(b_tdt, b_dtin.to(DT), UP)
-    b_da = -_mm(b_da.to(DT), b_tdt, UP)
-    b_gkk = tl.where(strict, b_kk * _gamma(gcum, t0, eos, H, h, USE_G), 0.0)
-    b_db += tl.sum(b_da * b_gkk, 1)
-    if USE_G:
-        b_e2 = b_da * b_gkk * b_b[:, None]
-        b_dG += tl.sum(b_e2, 1) - tl.sum(b_e2, 0)
-        d_tot = tl.sum(d_last, 0) + tl.sum(d_hh, 0) * tl.exp(g_last)
-    b_dkk = tl.where(strict, b_da * _gamma(gcum, t0, eos, H, h, USE_G) * b_b[:, None], 0.0)
-    tl.debug_barrier()  # this program's partial dk stores must land before they are re-read
-    b_dkkd = b_dkk.to(DT)
-    b_dkktd = tl.trans(b_dkk).to(DT)
-    for k0 in range(0, K, BK):
-        b_kd = _load_rows(k, t0, eos, H, h, K, BK, 64, k0).to(DT)
-        b_dk = _load_rows(dk, t0, eos, H, h, K, BK, 64, k0).to(tl.float32)
-        b_dk += _mm(b_dkkd, b_kd, UP) + _mm(b_dkktd, b_kd, UP)
-        _store_rows(dk, b_dk, t0, eos, H, h, K, BK, 64, k0)
     rows = t0 + o64
     tl.store(dbeta + rows.to(tl.int64) * H + h, b_db.to(dbeta.dtype.element_ty), mask=rows < eos)
     if USE_G:
+        d_tot = tl.sum(d_last, 0) + tl.sum(d_hh, 0) * tl.exp(g_last)
         b_dG += tl.where(rows == tl.minimum(t0 + 63, eos - 1), d_tot, 0.0)
         # dg_t = sum over i >= t (within the chunk) of dG_i
         b_dgv = tl.sum(b_dG, 0) - tl.cumsum(b_dG, 0) + b_dG
@@ -534,20 +551,23 @@ def _pow2(x: int, lo: int = 16) -> int:
 
 
 class _Meta:
-    """Flat-token view of a batch: N sequences over B*T tokens, cut into 64-token chunks."""
+    """Where the chunks are: N sequences over the flat tokens, cut into 64-token chunks.
+
+    A uniform batch (B rows of T tokens) needs no tables: the kernels locate chunks
+    arithmetically (VARLEN=False). cu_seqlens builds the tables once per call: offsets `cu`,
+    first global chunk of each sequence `chunk_off`, and per chunk its sequence and index."""
 
     def __init__(self, cu_seqlens: Optional[torch.Tensor], B: int, T: int, device):
-        if cu_seqlens is None:
-            self.N = B
-            cu = torch.arange(0, B + 1, device=device, dtype=torch.int32) * T
-            per = triton.cdiv(T, BT)
-            nchunks = torch.full((B,), per, device=device, dtype=torch.int32)
-            self.total = B * per
-        else:
-            self.N = cu_seqlens.numel() - 1
-            cu = cu_seqlens.to(device=device, dtype=torch.int32)
-            nchunks = (cu[1:] - cu[:-1] + BT - 1) // BT
-            self.total = int(nchunks.sum().item())
+        self.varlen = cu_seqlens is not None
+        if not self.varlen:
+            self.N, self.T, self.NT = B, T, triton.cdiv(T, BT)
+            self.total = B * self.NT
+            self.cu = self.chunk_off = self.chunk_seq = self.chunk_idx = None
+            return
+        self.N, self.T, self.NT = cu_seqlens.numel() - 1, 0, 0
+        cu = cu_seqlens.to(device=device, dtype=torch.int32)
+        nchunks = (cu[1:] - cu[:-1] + BT - 1) // BT
+        self.total = int(nchunks.sum().item())
         self.cu = cu.contiguous()
         self.chunk_off = torch.cat([nchunks.new_zeros(1), nchunks.cumsum(0)]).to(torch.int32)
         self.chunk_seq = torch.repeat_interleave(
@@ -556,6 +576,18 @@ class _Meta:
         self.chunk_idx = (
             torch.arange(self.total, device=device, dtype=torch.int32) - self.chunk_off[self.chunk_seq.long()]
         ).to(torch.int32)
+
+    def chunks(self, dummy: torch.Tensor):
+        """Kernel args locating each chunk (grid over chunks): cu, chunk_seq, chunk_idx."""
+        if not self.varlen:
+            return dummy, dummy, dummy
+        return self.cu, self.chunk_seq, self.chunk_idx
+
+    def seqs(self, dummy: torch.Tensor):
+        """Kernel args locating each sequence (grid over sequences): cu, chunk_off."""
+        if not self.varlen:
+            return dummy, dummy
+        return self.cu, self.chunk_off
 
 
 def _cfg(name: str, default):
@@ -618,10 +650,10 @@ def _solve(k, g, beta, meta, H):
     gcum = _alloc((Ttot, H), device=k.device, dtype=torch.float32) if g is not None else None
     if meta.total:
         _solve_kernel[(meta.total, H)](
-            k, beta, g if g is not None else beta, meta.cu, meta.chunk_seq, meta.chunk_idx,
+            k, beta, g if g is not None else beta, *meta.chunks(beta),
             tinv, gcum if gcum is not None else tinv,
-            H,
-            K=K, BK=_pow2(K), USE_G=g is not None, DT=_dot_dtype(dt, "solve"), UP=_up(dt),
+            meta.T, meta.NT, H,
+            K=K, BK=_pow2(K), USE_G=g is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "solve"), UP=_up(dt),
             num_warps=_cfg("solve_warps", 2), num_stages=1,
         )
     return tinv, gcum
@@ -636,11 +668,11 @@ def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
     p = _alloc((Ttot, H, BT), device=q.device, dtype=_buf("p", dt))
     if meta.total:
         _wu_kernel[(meta.total, H)](
-            q, k, v, beta, gcum if gcum is not None else p, tinv, meta.cu, meta.chunk_seq, meta.chunk_idx,
+            q, k, v, beta, gcum if gcum is not None else p, tinv, *meta.chunks(beta),
             w, u, p,
-            scale, H,
+            scale, meta.T, meta.NT, H,
             K=K, V=V, BK=_pow2(K), BV=min(64, _pow2(V)),
-            USE_G=gcum is not None, DT=_dot_dtype(dt, "wu"), UP=_up(dt),
+            USE_G=gcum is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "wu"), UP=_up(dt),
             num_warps=_cfg("wu_warps", 4), num_stages=_cfg("wu_stages", 1),
         )
     return w, u, p
@@ -659,11 +691,11 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
     dummy = u
     _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
         q, k, w, u, p, gcum if gcum is not None else dummy, h0 if h0 is not None else dummy,
-        meta.cu, meta.chunk_off,
+        *meta.seqs(dummy),
         o if o is not None else dummy, ht if ht is not None else dummy,
         hs if hs is not None else dummy, vn if vn is not None else dummy,
-        scale, H), dict(
-        K=K, V=V, BK=_pow2(K), BV=BV,
+        scale, meta.T, meta.NT, H), dict(
+        K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
         OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt, "fwd"), UP=_up(dt),
         num_warps=nw, num_stages=ns,
@@ -683,14 +715,14 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
     BV, nw, ns = _rec_block(K, V, NH, "bwd_dh", dt)
     _launch(_bwd_dh_kernel, (triton.cdiv(V, BV), NH), (
         q, k, w, p, gcum if gcum is not None else p, do, dht if dht is not None else p,
-        meta.cu, meta.chunk_off, dhs, dvn, dh0 if dh0 is not None else p,
-        scale, H), dict(
-        K=K, V=V, BK=_pow2(K), BV=BV,
+        *meta.seqs(p), dhs, dvn, dh0 if dh0 is not None else p,
+        scale, meta.T, meta.NT, H), dict(
+        K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_up(dt),
         num_warps=nw, num_stages=ns,
     ))
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
-    dk = _alloc(k.shape, device=k.device, dtype=torch.float32)  # re-read by its own program
+    dk = _alloc(k.shape, device=k.device, dtype=k.dtype)
     dv = _alloc(v.shape, device=v.device, dtype=v.dtype)
     dbeta = _alloc(beta.shape, device=beta.device, dtype=beta.dtype)
     dg = _alloc(g.shape, device=g.device, dtype=g.dtype) if g is not None else None
@@ -698,18 +730,18 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
         interp = _interpreting()
         _bwd_kernel[(meta.total, H)](
             q, k, v, beta, gcum if gcum is not None else p, tinv, p, hs, dhs, vn, dvn, do,
-            meta.cu, meta.chunk_seq, meta.chunk_idx,
+            *meta.chunks(p),
             dq, dk, dv, dbeta, dg if dg is not None else dbeta,
-            scale, H,
+            scale, meta.T, meta.NT, H,
             K=K, V=V, BK=min(_cfg("bwd_bk", 64), _pow2(K)), BV=min(_cfg("bwd_bv", 64), _pow2(V)),
-            USE_G=g is not None, DT=_dot_dtype(dt, "bwd"), UP=_up(dt),
+            USE_G=g is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "bwd"), UP=_up(dt),
             num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1),
         )
     else:
         dq.zero_(), dk.zero_(), dv.zero_(), dbeta.zero_()
         if dg is not None:
             dg.zero_()
-    return dq, dk.to(k.dtype), dv, dbeta, dg, dh0
+    return dq, dk, dv, dbeta, dg, dh0
 
 
 class _ChunkDeltaRule(torch.autograd.Function):
