@@ -77,15 +77,23 @@ _TL_DTYPE = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float
 # helpers
 # --------------------------------------------------------------------------------------
 @triton.jit
-def _inv16(a):
-    """(I + a)^-1 of a strictly lower-triangular 16x16 fp32 tile, by forward substitution."""
+def _inv16x4(a0, a1, a2, a3):
+    """(I + a)^-1 of four strictly lower-triangular 16x16 fp32 tiles at once.
+
+    Forward substitution on a [4, 16, 16] stack: 15 dependent steps for all four blocks
+    instead of 60, so the latency-bound loop has four times the work per step."""
     o = tl.arange(0, 16)
-    x = -a
+    b = tl.arange(0, 4)[:, None, None]
+    x = -(tl.where(b == 0, a0[None, :, :], 0.0) + tl.where(b == 1, a1[None, :, :], 0.0)
+          + tl.where(b == 2, a2[None, :, :], 0.0) + tl.where(b == 3, a3[None, :, :], 0.0))
+    row = o[None, :, None]
     for i in range(1, 16):
-        r = tl.sum(tl.where(o[:, None] == i, x, 0.0), 0)
-        r = r + tl.sum(r[:, None] * x, 0)
-        x = tl.where(o[:, None] == i, r[None, :], x)
-    return x + tl.where(o[:, None] == o[None, :], 1.0, 0.0)
+        r = tl.sum(tl.where(row == i, x, 0.0), 1)  # [4, 16]: row i of every block
+        r = r + tl.sum(r[:, :, None] * x, 1)
+        x = tl.where(row == i, r[:, None, :], x)
+    x = x + tl.where(row == o[None, None, :], 1.0, 0.0)
+    return (tl.sum(tl.where(b == 0, x, 0.0), 0), tl.sum(tl.where(b == 1, x, 0.0), 0),
+            tl.sum(tl.where(b == 2, x, 0.0), 0), tl.sum(tl.where(b == 3, x, 0.0), 0))
 
 
 @triton.jit
@@ -204,8 +212,8 @@ def _solve_kernel(
 ):
     """Tinv = (I + A)^-1 of one chunk (and the within-chunk cumulative log decay G).
 
-    The four 16x16 diagonal blocks are inverted by forward substitution (few warps, so the
-    row reductions stay inside a warp); the off-diagonal blocks follow by block substitution
+    The four 16x16 diagonal blocks are inverted together by forward substitution (few warps, so
+    the row reductions stay inside a warp); the off-diagonal blocks follow by block substitution
     X_ij = -X_ii sum_m A_im X_mj. Only the lower blocks of Tinv are written."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
@@ -242,10 +250,7 @@ def _solve_kernel(
     a22 = _a_block(k2, k2, b2, g2, g2, True, USE_G, UP)
     a32 = _a_block(k3, k2, b3, g3, g2, False, USE_G, UP)
     a33 = _a_block(k3, k3, b3, g3, g3, True, USE_G, UP)
-    x00 = _inv16(a00)
-    x11 = _inv16(a11)
-    x22 = _inv16(a22)
-    x33 = _inv16(a33)
+    x00, x11, x22, x33 = _inv16x4(a00, a11, a22, a33)
     x10 = -_dot32(x11, _dot32(a10, x00))
     x21 = -_dot32(x22, _dot32(a21, x11))
     x32 = -_dot32(x33, _dot32(a32, x22))
