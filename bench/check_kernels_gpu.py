@@ -1,6 +1,7 @@
 """GPU check of zoo's chunk kernels at real shapes: correctness, timings vs fla, stage profile, config sweep.
 
     python3 bench/check_kernels_gpu.py [--out DIR] [--budget S] [--no-sweep]
+    python3 bench/check_kernels_gpu.py --gate          # ~30 s: real-shape + varlen bf16 checks; exit 1 on failure
     TRITON_INTERPRET=1 python3 bench/check_kernels_gpu.py --smoke   # CPU logic check, tiny shapes
 
 In order (each section guarded; a failure is recorded and the run goes on):
@@ -351,6 +352,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="real-shape checks, zoo timings and one profile only (short device budgets)")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU shapes under TRITON_INTERPRET=1")
+    ap.add_argument("--gate", action="store_true",
+                    help="only the real-shape bf16 checks (plain, gated) and a varlen one; exit 1 unless all pass")
     ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
     a = ap.parse_args()
     out = Path(a.out)
@@ -370,6 +373,20 @@ def main():
         save()
         print("smoke:", "PASS" if all(r["pass"] for r in res["correctness"]) else "FAIL")
         return
+    if a.gate:
+        try:
+            res["correctness"] = correctness(zk, "quick", quick=True, ch=ch)
+            cu = torch.tensor([0, 1, 700, 764, 2000], device="cuda", dtype=torch.int32)
+            for gated in (False, True):
+                res["correctness"].append(check(zk, f"{'gated ' if gated else ''}varlen 4 docs", 1, 2000, 4, 128, 128,
+                                                gated, torch.bfloat16, torch.float32, cu=cu, n_states=4))
+        except Exception:
+            log("gate ERROR", traceback.format_exc()[-800:])
+            raise SystemExit(1)
+        save()
+        ok = all(r["pass"] for r in res["correctness"])
+        print("gate:", "PASS" if ok else "FAIL")
+        raise SystemExit(0 if ok else 1)
     deadline = T0 + a.budget
     try:
         res["correctness"] = correctness(zk, "quick" if a.quick else False, quick=True, ch=ch)
