@@ -22,8 +22,8 @@ What is notable:
 - Every prompt starts with the tokenizer's EOS (``prefix_eos``), as documents do in the packed
   training stream (``EOS doc1 EOS doc2 …``).
 
-Registration: importing ``zoo.eval`` registers ``zoo`` with lm-eval lazily (this module loads on
-first use); ``python -m zoo.eval`` is lm-eval's own CLI with ``zoo`` registered.
+Registration: lazy (this module loads on first use), by zoo's install for lm-eval's own CLI
+(``lm_eval --model zoo``, see ``lm_eval_bridge``) and by ``import zoo.eval`` from Python.
 """
 from __future__ import annotations
 
