@@ -29,6 +29,10 @@ window at layer 3; a Gated DeltaNet hybrid with attention at layer 2):
    tensor of its state dict must equal the original fla model's.
 
 fp32 runs with TRITON_F32_DEFAULT=ieee, so neither library's Triton dots drop to TF32.
+Time: ``--budget S`` (from the start of main): a case starts only while the time left covers the
+previous case's duration; the rest are recorded as skipped. DIR/<stem>.json is rewritten after
+every case; SIGTERM (``timeout``) stops the run with the json, the md and the table written. GPU
+runs use the default CUDA device (CUDA_VISIBLE_DEVICES picks it).
 The GPU image has no flash-attn, which fla's Attention layer requires at construction; this
 script then installs a stand-in ``flash_attn`` module (flash_attn_func / flash_attn_varlen_func
 as masked float32 softmax with flash-attn's bottom-right causal alignment and window_size=(W-1, 0))
@@ -53,6 +57,7 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -72,6 +77,14 @@ SIZES = {
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 GATES = {"fp32": 1e-4, "bf16": 1e-2}
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived (the device command's time limit): stop, write what was checked."""
+
+
+def _stop(signum, frame):
+    raise Stopped(f"signal {signum}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,11 +416,14 @@ def main() -> None:
         (args.out / f"{stem}.json").write_text(json.dumps({"env": env, "rows": []}, indent=1))
     rows = []
     work = Path(tempfile.mkdtemp(prefix="fla_interop_"))
+    last = 0.0  # seconds the previous case took: the estimate for the next
+    stopped = ""
     try:
         for name, model_type, kw in cases(S):
             t0 = time.time()
-            if t0 - started > args.budget:
-                rows.append({"case": name, "error": f"skipped: past the {args.budget:.0f} s budget"})
+            if t0 + last - started > args.budget:
+                rows.append({"case": name, "error": f"skipped: {args.budget - (t0 - started):.0f} s of the "
+                                                    f"{args.budget:.0f} s budget left, the last case took {last:.0f} s"})
                 continue
             try:
                 row = run_case(name, model_type, kw, work, device, zoo_device, S)
@@ -415,11 +431,14 @@ def main() -> None:
                 traceback.print_exc()
                 row = {"case": name, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
             row["seconds"] = round(time.time() - t0, 1)
+            last = row["seconds"]
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:  # partial results survive a timeout
                 args.out.mkdir(parents=True, exist_ok=True)
                 (args.out / f"{stem}.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+    except Stopped as why:
+        stopped = f"- stopped by {why} after {time.time() - started:.0f} s (time limit); the case in flight is lost"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     md = table(rows, S)
@@ -431,7 +450,7 @@ def main() -> None:
              f"- ref = zoo's CPU float32 PyTorch path; relative RMS ||a-b||/||b|| of logits [{S['B']}, {S['T']}, "
              f"{S['vocab']}]; greedy: leading equal tokens of {S['new']} after a {S['prompt']}-token prompt "
              "(fla: prefill then cached one-token steps; zoo: ZooModel.generate)",
-             f"- total {time.time() - started:.0f} s"]
+             f"- total {time.time() - started:.0f} s"] + ([stopped] if stopped else [])
     for r in rows:
         for key, val in r.items():
             if key.endswith("_errors"):
@@ -446,4 +465,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)
     main()

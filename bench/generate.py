@@ -32,8 +32,12 @@ Method, per (model, batch B, context C):
 - fla: ``generate`` on a [B, C] prompt with ``max_new_tokens`` = 1 and 1 + steps (min tokens
   equal, so no early stop); decode tokens/s = B · steps / (t(1 + steps) − t(1)), so its
   prefill is not counted; peak = CUDA peak of the longer call (prefill included).
-An out-of-memory point is recorded as OOM and the sweep continues; a time budget
-(``--budget``) skips what is left, marked as skipped.
+An out-of-memory point is recorded as OOM and the sweep continues. ``--budget S`` counts from the
+start of the process: a model whose section would start after it is not built, and a context starts
+only while the time left covers the model's previous context; what is left is marked as skipped.
+With ``--out``, generate.json and generate.md are rewritten after every row (``complete`` false until
+the end), and SIGTERM (``timeout``) stops the sweep with both written and the table printed. The
+device is the default CUDA device (CUDA_VISIBLE_DEVICES picks it).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ import copy
 import datetime
 import json
 import platform
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -53,6 +58,46 @@ from _repo import import_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2 ** 30
+START = time.time()  # --budget counts from here
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived (the device command's time limit): stop, write what was measured."""
+
+
+def stop_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise Stopped(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+class Results:
+    """Rows and notes of a sweep; with ``out`` set, generate.json / generate.md follow every row."""
+
+    def __init__(self, meta: Dict[str, Any], out: Optional[Path]):
+        self.meta, self.out = meta, out
+        self.rows: List[dict] = []
+        self.notes: List[str] = []
+
+    def add(self, *rows: dict) -> None:
+        for row in rows:
+            self.rows.append(row)
+            print(json.dumps(row), flush=True)
+        self.save()
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def result(self, complete: bool = False) -> Dict[str, Any]:
+        return {**self.meta, "complete": complete, "notes": self.notes, "rows": self.rows}
+
+    def save(self, complete: bool = False) -> None:
+        if self.out:
+            result = self.result(complete)
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "generate.json").write_text(json.dumps(result, indent=1) + "\n")
+            (self.out / "generate.md").write_text(render(result))
 
 
 PATTERNS = {"deltanet": "delta*24", "hybrid_swa": "(delta swa)*12", "transformer": "attn*24"}
@@ -244,39 +289,49 @@ def free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def bench_zoo(name: str, pattern: str, args, device, deadline: float, rows: List[dict], notes: List[str]) -> None:
+def _skipped(name: str, contexts: List[int], batches: List[int], why: str = "skipped (time budget)") -> List[dict]:
+    return [dict(model=name, impl=impl, batch=B, context=C, status=why)
+            for C in contexts for B in batches for impl in ("zoo eager", "zoo graph")]
+
+
+def bench_zoo(name: str, pattern: str, args, device, deadline: float, res: Results) -> None:
     from zoo.model import ZooModel
 
+    if time.time() > deadline:
+        res.add(*_skipped(name, args.contexts, args.batches))
+        return
     dtype = torch.float32 if args.smoke else torch.bfloat16
     cfg = zoo_config(pattern, args.smoke, max(args.contexts) + args.steps + args.warmup + 64)
     torch.manual_seed(0)
     with torch.device(device):
         model = ZooModel(cfg).to(dtype=dtype).eval()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    notes.append(f"zoo {name}: `{pattern}`, {model.num_params() / 1e6:.1f}M params, weights {weights / GiB:.2f} GiB")
+    res.note(f"zoo {name}: `{pattern}`, {model.num_params() / 1e6:.1f}M params, weights {weights / GiB:.2f} GiB")
     try:
         check = check_decode(model, cfg.vocab_size, device, prompt=40 if args.smoke else 2600)
     except Exception as err:
         check = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         traceback.print_exc()
-    rows.append(dict(model=name, impl="zoo cached vs full forward", batch=1, context=check.get("prompt"),
-                     status="check", **check))
+    res.add(dict(model=name, impl="zoo cached vs full forward", batch=1, context=check.get("prompt"),
+                 status="check", **check))
     free(device)
     gen = torch.Generator().manual_seed(0)
     base = model.init_cache(1, device=device, dtype=dtype)
     why_not = graphable(base)
     use_graph = device.type == "cuda" and not args.no_graphs
     checked = set()
+    last = 0.0  # seconds the previous context took: the estimate for the next
     for C in args.contexts:
-        if time.time() > deadline:
-            rows += [dict(model=name, impl=impl, batch=B, context=C, status="skipped (time budget)")
-                     for B in args.batches for impl in ("zoo eager", "zoo graph")]
+        if time.time() + last > deadline:
+            res.add(*_skipped(name, [C], args.batches))
             continue
+        t0 = time.time()
         try:
             prefill_to(model, base, C, cfg.vocab_size, args.chunk, gen)
         except Exception as err:  # OOM at batch 1: nothing larger will fit either
             status = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {err}"
-            rows += [dict(model=name, impl="zoo eager", batch=B, context=C, status=f"prefill {status}") for B in args.batches]
+            res.add(*[dict(model=name, impl="zoo eager", batch=B, context=C, status=f"prefill {status}")
+                      for B in args.batches])
             free(device)
             break
         for B in args.batches:
@@ -285,7 +340,7 @@ def bench_zoo(name: str, pattern: str, args, device, deadline: float, rows: List
                 row = dict(model=name, impl=impl, batch=B, context=C)
                 if impl == "zoo graph" and why_not:
                     row["status"] = f"n/a: {why_not}"
-                    rows.append(row)
+                    res.add(row)
                     continue
                 cache = graph = None
                 try:
@@ -311,23 +366,18 @@ def bench_zoo(name: str, pattern: str, args, device, deadline: float, rows: List
                         traceback.print_exc()
                 del cache, graph
                 free(device)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                res.add(row)
+        last = time.time() - t0
     del model, base
     free(device)
 
 
-def _note(notes: List[str], text: str) -> None:
-    if text not in notes:
-        notes.append(text)
-
-
-def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str], batches: List[int]) -> None:
+def bench_fla(args, device, deadline: float, res: Results, batches: List[int]) -> None:
     try:
         from fla.models import DeltaNetConfig, DeltaNetForCausalLM
         import transformers
     except Exception as err:
-        _note(notes, f"fla baseline not run: {type(err).__name__}: {err}")
+        res.note(f"fla baseline not run: {type(err).__name__}: {err}")
         return
     from zoo.interop.fla import zoo_to_fla_config
 
@@ -340,20 +390,22 @@ def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str],
         model = DeltaNetForCausalLM(DeltaNetConfig(**fcfg)).to(dtype=torch.bfloat16).eval()
     import fla
 
-    _note(notes, f"fla {getattr(fla, '__version__', '?')} DeltaNetForCausalLM via transformers {transformers.__version__} "
-                 f"generate: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params; config "
-                 + json.dumps({k: fcfg[k] for k in ('hidden_size', 'num_hidden_layers', 'num_heads', 'intermediate_size', 'vocab_size') if k in fcfg}))
+    res.note(f"fla {getattr(fla, '__version__', '?')} DeltaNetForCausalLM via transformers {transformers.__version__} "
+             f"generate: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params; config "
+             + json.dumps({k: fcfg[k] for k in ('hidden_size', 'num_hidden_layers', 'num_heads', 'intermediate_size', 'vocab_size') if k in fcfg}))
     gen = torch.Generator().manual_seed(0)
     dead = set()
+    last = 0.0  # seconds the previous point took: the estimate for the next
     for B in batches:
         warm = True
         for C in args.contexts:
             row = dict(model="deltanet", impl="fla HF generate", batch=B, context=C)
             if B in dead:
                 row["status"] = "skipped (a shorter context ran out of memory)"
-            elif time.time() > deadline:
+            elif time.time() + last > deadline:
                 row["status"] = "skipped (time budget)"
             else:
+                t0 = time.time()
                 try:
                     ids = torch.randint(0, cfg.vocab_size, (B, C), generator=gen).to(device)
                     kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True, pad_token_id=0)
@@ -379,8 +431,8 @@ def bench_fla(args, device, deadline: float, rows: List[dict], notes: List[str],
                     else:
                         traceback.print_exc()
                 free(device)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+                last = time.time() - t0
+            res.add(row)
     del model
     free(device)
 
@@ -433,6 +485,8 @@ def render(result: Dict[str, Any]) -> str:
     head = "| model | impl | batch | " + " | ".join(_fmt_ctx(c) for c in contexts) + " |\n"
     rule = "|---|---|---|" + "---|" * len(contexts) + "\n"
     out = [f"Decode tokens/s (batch × steps / s) against context length — {result['device']}\n\n", head, rule]
+    if result.get("complete") is False:
+        out.insert(0, "**Partial**: the sweep had not finished when this was written (see the notes).\n\n")
     for k in keys:
         out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cell(k, c, "tokens_per_s", lambda v: f"{v:,.0f}") for c in contexts) + " |\n")
     out += ["\nCache MiB at the context (every tensor of the model cache)\n\n", head, rule]
@@ -506,57 +560,57 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 def run(args) -> Dict[str, Any]:
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     import_zoo()
-    deadline = time.time() + args.budget
-    rows: List[dict] = []
-    notes: List[str] = []
+    deadline = START + args.budget
     patterns = SMOKE_PATTERNS if args.smoke else PATTERNS
     order = [m for m in args.models.split(",") if m]
     for name in order:
         if name not in patterns:
             raise SystemExit(f"unknown model {name!r}; choose from {', '.join(patterns)}")
-    fla = "deltanet" in order and not args.no_fla and device.type == "cuda"
-    sections = []
-    if "deltanet" in order:  # the comparison that matters first: zoo vs fla at batch 1
-        sections.append(lambda: bench_zoo("deltanet", patterns["deltanet"], args, device, deadline, rows, notes))
-        if fla:
-            sections.append(lambda: bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b == 1]))
-    for name in order:
-        if name != "deltanet":
-            sections.append(lambda name=name: bench_zoo(name, patterns[name], args, device, deadline, rows, notes))
-    if fla:  # large-batch fla last: its prefill through HF generate is the slowest part
-        sections.append(lambda: bench_fla(args, device, deadline, rows, notes, [b for b in args.batches if b != 1]))
-    for section in sections:
-        try:
-            section()
-        except Exception as err:  # one broken section must not lose the others' numbers
-            traceback.print_exc()
-            _note(notes, f"a section failed: {type(err).__name__}: {str(err)[:300]}")
-            free(device)
-        if args.out:  # partial results survive a time-out
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "generate.partial.json").write_text(json.dumps({"notes": notes, "rows": rows}, indent=1))
-    result = {
+    meta = {
         "script": "bench/generate.py", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
         "torch": torch.__version__, "python": platform.python_version(), "smoke": args.smoke,
         "contexts": args.contexts, "batches": args.batches, "steps": args.steps, "warmup": args.warmup,
-        "fla_steps": args.fla_steps, "notes": notes, "rows": rows,
+        "fla_steps": args.fla_steps, "budget_s": args.budget,
     }
     try:
         import triton
 
-        result["triton"] = triton.__version__
+        meta["triton"] = triton.__version__
     except ImportError:
         pass
-    md = render(result)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "generate.json").write_text(json.dumps(result, indent=1) + "\n")
-        (args.out / "generate.md").write_text(md)
-        (args.out / "generate.partial.json").unlink(missing_ok=True)
-    print(md)
+    res = Results(meta, args.out)
+    fla = "deltanet" in order and not args.no_fla and device.type == "cuda"
+    sections = []
+    if "deltanet" in order:  # the comparison that matters first: zoo vs fla at batch 1
+        sections.append(lambda: bench_zoo("deltanet", patterns["deltanet"], args, device, deadline, res))
+        if fla:
+            sections.append(lambda: bench_fla(args, device, deadline, res, [b for b in args.batches if b == 1]))
+    for name in order:
+        if name != "deltanet":
+            sections.append(lambda name=name: bench_zoo(name, patterns[name], args, device, deadline, res))
+    if fla:  # large-batch fla last: its prefill through HF generate is the slowest part
+        sections.append(lambda: bench_fla(args, device, deadline, res, [b for b in args.batches if b != 1]))
+    complete = False
+    try:
+        for section in sections:
+            try:
+                section()
+            except Exception as err:  # one broken section must not lose the others' numbers
+                traceback.print_exc()
+                res.note(f"a section failed: {type(err).__name__}: {str(err)[:300]}")
+                free(device)
+            res.save()
+        complete = True
+    except Stopped as why:
+        res.note(f"stopped by {why} after {time.time() - START:.0f}s (time limit); the row in flight is lost")
+    res.meta["seconds"] = round(time.time() - START, 1)
+    res.save(complete)
+    result = res.result(complete)
+    print(render(result))
     return result
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     main()

@@ -2,6 +2,7 @@
 
     python bench/mqar.py --out DIR --budget 420            # on the GPU machine
     python bench/mqar.py --render                           # here: bench/results/mqar.{json,md,png}, mad.*
+    python bench/mqar.py --render --out DIR                 # the same from DIR/{mqar,mad}.jsonl
 
 Stages (each a `zoo sweep` grid; every finished run is appended to DIR/mqar.jsonl or DIR/mad.jsonl
 at once, and points already in those files are skipped, so a later call continues the grid):
@@ -14,7 +15,11 @@ at once, and points already in those files are skipped, so a later call continue
   6. MAD (recipes/mad.yaml): DeltaNet and Transformer
 
 Before running, DIR/*.jsonl are seeded from bench/results/*.jsonl (the committed results). The GPU
-machine has no install of the project: ./kernels is mapped to zoo.kernels here. The chunkwise
+machine has no install of the project: bench/_repo.py maps ./kernels to zoo.kernels there.
+``--budget S`` bounds the whole invocation (from the start of main): no stage starts with less than
+20 s left, and a run still going at the deadline is cut (recorded as ``cut``, rerun next time).
+SIGTERM (``timeout``) stops it too; the table of the records is printed last either way. The device
+is the default CUDA device (CUDA_VISIBLE_DEVICES picks it). The chunkwise
 Triton kernels (zoo.kernels.chunk_delta_rule / chunk_gated_delta_rule) are first checked against
 the PyTorch chunkwise references at MQAR shapes (fp32 as trained, output and gradients); if one is missing,
 fails or disagrees, the layers' CUDA path is pointed at the reference instead, and every record
@@ -23,11 +28,12 @@ says which path ran (``kernel_path``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
-import sys
+import signal
 import time
 from pathlib import Path
+
+from _repo import import_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -41,22 +47,6 @@ STAGES = [  # (recipe, grid axes, pinned overrides)
     ("mqar", [], []),  # the recipe's own grid
     ("mad", [], []),
 ]
-
-
-def import_zoo():
-    """zoo with zoo.kernels mapped to ./kernels when the project is not installed (GPU machine)."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        import zoo.kernels  # noqa: F401
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "zoo.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["zoo.kernels"] = mod
-        spec.loader.exec_module(mod)
-    import zoo.kernels as zk
-
-    return zk
 
 
 def check_kernel(zk, name: str) -> str:
@@ -127,18 +117,36 @@ def main() -> None:
                     help="pinned override for every stage, e.g. sweep.max_seconds=40 or train.lr=1e-2")
     ap.add_argument("--render", action="store_true", help="only rewrite bench/results/{mqar,mad}.{json,md,png}")
     args = ap.parse_args()
-    zk = import_zoo()
-    from zoo.sweep import command_line, load_records, render, run_sweep
+    t0 = time.perf_counter()
+    zk = import_zoo().kernels
+    from zoo.sweep import load_records, render
 
+    out = Path(args.out) if args.out else RESULTS
     if args.render:
         for name in ("mqar", "mad"):
-            if (RESULTS / f"{name}.jsonl").is_file():
-                render(RESULTS / name, title=f"{name.upper()} on {_cards(load_records(RESULTS / f'{name}.jsonl'))}")
+            if (out / f"{name}.jsonl").is_file():
+                render(out / name, title=f"{name.upper()} on {_cards(load_records(out / f'{name}.jsonl'))}")
         return
+    try:
+        run_stages(args, zk, out, t0)
+    except KeyboardInterrupt as why:  # SIGTERM (see below) or Ctrl-C: the finished runs are on disk
+        print(f"stopped ({why or 'interrupt'}) after {time.perf_counter() - t0:.0f}s; the run in flight is not "
+              "recorded", flush=True)
+    for name in ("mqar", "mad"):
+        recs = load_records(out / f"{name}.jsonl")
+        if recs:
+            print(f"---- {name}: {len(recs)} records")
+            for r in recs:
+                print(f"{r['pattern']:>12} d={r['d_model']:<4} {r['task']:<28} acc={r['accuracy']:.4f} "
+                      f"{r['status']:<8} steps={r['steps']:<5} {r['steps_per_s']} steps/s {r['seconds']}s")
+
+
+def run_stages(args, zk, out: Path, t0: float) -> None:
+    """Seed DIR from the committed results, check the kernels, then the stages in order."""
     import torch
 
-    t0 = time.perf_counter()
-    out = Path(args.out) if args.out else RESULTS
+    from zoo.sweep import command_line, run_sweep
+
     out.mkdir(parents=True, exist_ok=True)
     for name in ("mqar", "mad"):
         src, dst = RESULTS / f"{name}.jsonl", out / f"{name}.jsonl"
@@ -158,18 +166,16 @@ def main() -> None:
         recipe = f"recipes/{name}.yaml"
         run_sweep(str(ROOT / recipe), grid, pinned, out=str(out / name), budget=left, report=False,
                   command=command_line(recipe, pinned, grid, f"bench/results/{name}"), extra={"kernel_path": path})
-    for name in ("mqar", "mad"):
-        recs = load_records(out / f"{name}.jsonl")
-        if recs:
-            print(f"---- {name}: {len(recs)} records")
-            for r in recs:
-                print(f"{r['pattern']:>12} d={r['d_model']:<4} {r['task']:<28} acc={r['accuracy']:.4f} "
-                      f"{r['status']:<8} steps={r['steps']:<5} {r['steps_per_s']} steps/s {r['seconds']}s")
 
 
 def _cards(records) -> str:
     return ", ".join(sorted({r.get("device", "?") for r in records}))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     main()

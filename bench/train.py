@@ -12,10 +12,18 @@ steps after ``--warmup`` (which absorbs Triton autotuning and torch.compile), an
 boundaries), Transformer++ on SDPA, and zoo DeltaNet through ``zoo.train``'s LightningModule and
 Trainer (to show the trainer adds no overhead).
 
+Time: ``--budget S`` counts from the start of the process. A row starts only while the budget left
+covers its estimate (the same model's previous row, else ``--row-estimate``); skipped rows are noted.
+OUT/train.json and train.md are rewritten after every row, and SIGTERM (``timeout``) stops the run
+with both written and the table printed. The device is the default CUDA device (CUDA_VISIBLE_DEVICES).
+
     python bench/train.py --out bench/results          # GPU; writes train.json + train.md
     python bench/train.py --smoke                      # CPU: tiny models, checks the script runs
     python bench/train.py --ddp --out bench/results    # 2 GPUs: zoo train on 1 vs 2 GPUs (DDP)
     python bench/train.py --ddp --smoke --ddp-steps 6  # the same on CPU (gloo), tiny model
+
+``--ddp`` needs exactly two visible GPUs (CUDA_VISIBLE_DEVICES=0,1) and runs ``zoo train`` through
+bench/gpu/zoo_cli.py, which works without an install of the project.
 """
 from __future__ import annotations
 
@@ -24,6 +32,8 @@ import gc
 import json
 import os
 import platform
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +46,17 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2 ** 30
+START = time.time()  # budgets count from here
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived (the device command's time limit): stop measuring, write what was measured."""
+
+
+def stop_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise Stopped(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
 
 
 def import_zoo_training():
@@ -180,6 +201,15 @@ def free(device) -> None:
         torch.cuda.empty_cache()
 
 
+def version(pkg: str) -> Optional[str]:
+    import importlib.metadata as md
+
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return None
+
+
 def run(args) -> Dict[str, Any]:
     import_zoo_training()
     from zoo.model import ZooModel
@@ -187,34 +217,55 @@ def run(args) -> Dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     shapes = [(8, 2048), (4, 4096)] if not args.smoke else [(2, 64), (1, 128)]
     warmup, steps = (args.warmup, args.steps) if not args.smoke else (1, 2)
-    deadline = time.time() + args.budget
+    deadline = START + args.budget
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []
+    seconds: Dict[str, float] = {}  # wall time of each model's last row: the estimate for its next one
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "command": "python bench/train.py" + (" --smoke" if args.smoke else f" --budget {args.budget:g}"),
+        "torch": torch.__version__, "triton": version("triton"), "fla": version("flash-linear-attention"),
+        "warmup_steps": warmup, "timed_steps": steps, "precision": "bf16 autocast, fp32 master weights, fused AdamW",
+        "complete": False, "rows": rows, "notes": notes,
+    }
 
-    def record(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        (out / "train.partial.json").write_text(json.dumps(rows, indent=1))
+    def save():
+        (out / "train.json").write_text(json.dumps(result, indent=1))
+        (out / "train.md").write_text(render(result))
 
-    def attempt(name: str, B: int, T: int, build: Callable[[], tuple], extra: Optional[dict] = None):
-        if time.time() > deadline:
-            notes.append(f"{name} {B}x{T}: skipped, time budget ({args.budget}s) spent")
+    def measured(name: str, B: int, T: int, fn: Callable[[], Dict[str, Any]]) -> None:
+        """Run one row unless the budget left is below its estimate; record it or its failure."""
+        left, est = deadline - time.time(), seconds.get(name, args.row_estimate)
+        if left < est:
+            notes.append(f"{name} {B}x{T}: skipped, {max(left, 0):.0f}s of the {args.budget:g}s budget left, "
+                         f"estimate {est:.0f}s")
+            print("SKIPPED", notes[-1], flush=True)
             return
+        t0 = time.time()
         try:
-            torch.manual_seed(0)
-            model, step_fn, params = build()
-            r = measure(step_fn, device, warmup, steps)
-            record({"model": name, "B": B, "T": T, "params": params, **(extra or {}),
-                    "tokens_per_s": B * T / r["seconds_per_step"], **r})
+            row = fn()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
         except Exception as err:  # one model failing must not lose the others' numbers
             msg = f"{name} {B}x{T}: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
             notes.append(msg)
             print("FAILED", msg, flush=True)
         finally:
-            model = step_fn = None  # noqa: F841
             free(device)
+            seconds[name] = time.time() - t0
+            save()
+
+    def attempt(name: str, B: int, T: int, build: Callable[[], tuple], extra: Optional[dict] = None):
+        def fn():
+            torch.manual_seed(0)
+            model, step_fn, params = build()
+            r = measure(step_fn, device, warmup, steps)
+            return {"model": name, "B": B, "T": T, "params": params, **(extra or {}),
+                    "tokens_per_s": B * T / r["seconds_per_step"], **r}
+        measured(name, B, T, fn)
 
     def zoo_build(name, B, T, overrides=None, packed=False):
         def build():
@@ -242,50 +293,39 @@ def run(args) -> Dict[str, Any]:
             return model, fla_step(model, adamw(model, device), B, T, cfg.vocab_size, device), params
         return build
 
+    def lightning_row(B, T):
+        def fn():
+            r = lightning_measure(recipe_model("deltanet", args.smoke), B, T, device, warmup, steps)
+            return {"model": "zoo DeltaNet via zoo.train (Lightning)", "B": B, "T": T, "params": None,
+                    "tokens_per_s": B * T / r["seconds_per_step"], **r}
+        return fn
+
     fla_ok = True
     try:
         import fla  # noqa: F401
     except Exception as err:
         fla_ok = False
         notes.append(f"fla not importable ({type(err).__name__}: {err}); its rows are missing")
-    for B, T in shapes:  # the headline comparison first, in case the time budget runs out
-        attempt("zoo DeltaNet", B, T, zoo_build("deltanet", B, T))
-        if fla_ok and device.type == "cuda":
-            attempt("fla DeltaNet", B, T, fla_build(B, T))
-    for B, T in shapes:
-        attempt("zoo hybrid SWA", B, T, zoo_build("hybrid_swa", B, T), {"attention": "auto"})
-        attempt("zoo Transformer++", B, T, zoo_build("transformer", B, T), {"attention": "auto"})
-        attempt("zoo Transformer++ (sdpa)", B, T, zoo_build("transformer", B, T, ["model.attention.backend=sdpa"]),
-                {"attention": "sdpa"})
-    B, T = shapes[0]
-    attempt("zoo DeltaNet packed docs", B, T, zoo_build("deltanet", B, T, packed=True), {"cu_seqlens": "random, mean 512"})
-    if time.time() < deadline:
-        try:
-            cfg = recipe_model("deltanet", args.smoke)
-            r = lightning_measure(cfg, B, T, device, warmup, steps)
-            record({"model": "zoo DeltaNet via zoo.train (Lightning)", "B": B, "T": T, "params": None,
-                    "tokens_per_s": B * T / r["seconds_per_step"], **r})
-        except Exception as err:
-            notes.append(f"Lightning row: {type(err).__name__}: {str(err).splitlines()[0][:300]}")
-        free(device)
-    import importlib.metadata as md
-
-    def version(pkg):
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return None
-
-    result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "command": "python bench/train.py" + (" --smoke" if args.smoke else ""),
-        "torch": torch.__version__, "triton": version("triton"), "fla": version("flash-linear-attention"),
-        "warmup_steps": warmup, "timed_steps": steps, "precision": "bf16 autocast, fp32 master weights, fused AdamW",
-        "rows": rows, "notes": notes,
-    }
-    (out / "train.json").write_text(json.dumps(result, indent=1))
-    (out / "train.md").write_text(render(result))
+    save()
+    try:
+        for B, T in shapes:  # the headline comparison first, in case the time budget runs out
+            attempt("zoo DeltaNet", B, T, zoo_build("deltanet", B, T))
+            if fla_ok and device.type == "cuda":
+                attempt("fla DeltaNet", B, T, fla_build(B, T))
+        for B, T in shapes:
+            attempt("zoo hybrid SWA", B, T, zoo_build("hybrid_swa", B, T), {"attention": "auto"})
+            attempt("zoo Transformer++", B, T, zoo_build("transformer", B, T), {"attention": "auto"})
+            attempt("zoo Transformer++ (sdpa)", B, T,
+                    zoo_build("transformer", B, T, ["model.attention.backend=sdpa"]), {"attention": "sdpa"})
+        B, T = shapes[0]
+        attempt("zoo DeltaNet packed docs", B, T, zoo_build("deltanet", B, T, packed=True),
+                {"cu_seqlens": "random, mean 512"})
+        measured("zoo DeltaNet via zoo.train (Lightning)", B, T, lightning_row(B, T))
+        result["complete"] = True
+    except Stopped as why:
+        notes.append(f"stopped by {why} after {time.time() - START:.0f}s (time limit); the row in flight is lost")
+    result["seconds"] = round(time.time() - START, 1)
+    save()
     print(render(result))
     return result
 
@@ -296,6 +336,8 @@ def render(result: Dict[str, Any]) -> str:
              f"fla {result['fla']} · {result['precision']} · {result['warmup_steps']} warm-up + "
              f"{result['timed_steps']} timed steps", "",
              "| model | B×T | params | tokens/s | vs fla DeltaNet | peak GiB |", "|---|---|---|---|---|---|"]
+    if not result.get("complete", True):
+        lines.insert(4, "**Partial**: the run had not finished when this was written (see the notes).\n")
     fla = {(r["B"], r["T"]): r["tokens_per_s"] for r in result["rows"] if r["model"] == "fla DeltaNet"}
     for r in result["rows"]:
         base = fla.get((r["B"], r["T"]))
@@ -319,74 +361,119 @@ DDP_OVERRIDES = [  # a 340M DeltaNet on the embedded corpus, 16 x 2048 tokens pe
 def ddp_check(args) -> Dict[str, Any]:
     """``zoo train`` on 1 GPU, then on 2 GPUs (DDP) with the same global batch: per-step losses and tokens/s.
 
-    Each run is the real command (``python cli.py train``), so the 2-GPU run goes through
-    Lightning's launcher, the per-rank data slices and the gradient all-reduce.
+    Each run is the real command (``zoo train`` through bench/gpu/zoo_cli.py), so the 2-GPU run goes
+    through Lightning's launcher, the per-rank data slices and the gradient all-reduce. Each run gets
+    at most the budget left (the first at most ``--ddp-share`` of it); OUT/train.ddp.json and .md are
+    rewritten after each run.
     """
     import statistics
     import subprocess
 
     from zoo.train.plotting import read_metrics
 
+    if not args.smoke and torch.cuda.device_count() != 2:
+        sys.exit(f"bench/train.py --ddp needs exactly 2 visible GPUs, found {torch.cuda.device_count()} "
+                 f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                 "run it with CUDA_VISIBLE_DEVICES=0,1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_root = Path(args.runs_root)
     recipe = str(ROOT / "recipes" / "paper" / "deltanet_340m.yaml")
-    common = DDP_OVERRIDES + [f"train.steps={args.ddp_steps}", f"runs_root={runs_root}"]
+    common = DDP_OVERRIDES + [f"train.steps={args.ddp_steps}"]
     if args.smoke:  # CPU over gloo, a tiny model: checks this script end to end
         common = [o for o in common if not o.startswith(("train.accelerator", "data.seq_len", "data.tokenizer.vocab"))]
         common += ["train.accelerator=cpu", "data.seq_len=64", "data.tokenizer.vocab_size=512", "model.d_model=64",
                    "model.n_heads=2", "model.vocab_size=512", "model.pattern=delta*2", "model.mlp_hidden=128"]
     setups = {"1 GPU": ["train.devices=1", "train.strategy=auto", "name=gpu1"],
               "2 GPUs DDP": ["train.devices=2", "train.strategy=ddp", "name=gpu2"]}
+    deadline = START + args.budget
     result: Dict[str, Any] = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                               "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                               "gpus": torch.cuda.device_count() if torch.cuda.is_available() else 2,
-                              "command": f"python bench/train.py --ddp (zoo train {Path(recipe).relative_to(ROOT)} "
-                                         + " ".join(common[:-1]) + ")", "runs": {}}
+                              "command": f"zoo train {Path(recipe).relative_to(ROOT)} " + " ".join(common),
+                              "budget_s": args.budget, "runs": {}}
+
+    def save():
+        (out / "train.ddp.json").write_text(json.dumps(result, indent=1))
+        (out / "train.ddp.md").write_text(render_ddp(result))
+
     keys = ("train/loss", "val/loss", "train/tokens_per_s")
-    for label, extra in setups.items():
-        t0 = time.time()
-        proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", recipe, *common, *extra], cwd=ROOT,
-                              capture_output=True, text=True, timeout=args.budget)
-        (out / f"train.ddp.{extra[-1][5:]}.log").write_text(proc.stdout[-20000:] + "\n" + proc.stderr[-20000:])
-        metrics = read_metrics(runs_root / extra[-1][5:], keys) if proc.returncode == 0 else {k: [] for k in keys}
-        tps = [v for s, v in metrics["train/tokens_per_s"] if s > min(5, args.ddp_steps // 2)]
-        result["runs"][label] = {"returncode": proc.returncode, "wall_s": time.time() - t0,
-                                 "train_loss": metrics["train/loss"], "val_loss": metrics["val/loss"],
-                                 "tokens_per_s_median": statistics.median(tps) if tps else None}
-        print(label, "rc", proc.returncode, "tok/s", result["runs"][label]["tokens_per_s_median"], flush=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], flush=True)
-    one, two = result["runs"]["1 GPU"], result["runs"]["2 GPUs DDP"]
-    if one["train_loss"] and two["train_loss"]:
-        a, b = dict(one["train_loss"]), dict(two["train_loss"])
-        diffs = [abs(a[s] - b[s]) for s in a if s in b]
-        result["max_abs_train_loss_diff"] = max(diffs)
-        result["final_train_loss"] = {"1 GPU": one["train_loss"][-1][1], "2 GPUs DDP": two["train_loss"][-1][1]}
-        if one["tokens_per_s_median"] and two["tokens_per_s_median"]:
-            result["throughput_scaling"] = two["tokens_per_s_median"] / one["tokens_per_s_median"]
-    (out / "train.ddp.json").write_text(json.dumps(result, indent=1))
-    (out / "train.ddp.md").write_text(render_ddp(result))
+    save()
+    try:
+        for i, (label, extra) in enumerate(setups.items()):
+            name = extra[-1][5:]
+            left = deadline - time.time()
+            limit = left * (args.ddp_share if i == 0 else 1.0)
+            if limit < 30:
+                result["runs"][label] = {"returncode": None, "wall_s": 0.0, "train_loss": [], "val_loss": [],
+                                         "tokens_per_s_median": None, "note": f"skipped: {max(left, 0):.0f}s left"}
+                save()
+                continue
+            shutil.rmtree(runs_root / name, ignore_errors=True)
+            cmd = [sys.executable, str(ROOT / "bench" / "gpu" / "zoo_cli.py"), "train", recipe, *common,
+                   f"runs_root={runs_root}", *extra]
+            t0 = time.time()
+            # its own process group: a time-out or SIGTERM here also ends the ranks Lightning started
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+                rc, note = proc.returncode, ""
+            except BaseException as err:
+                os.killpg(proc.pid, signal.SIGKILL)
+                stdout, stderr = proc.communicate()
+                if not isinstance(err, subprocess.TimeoutExpired):
+                    raise
+                rc, note = None, f"killed after its {limit:.0f}s share of the budget"
+            (out / f"train.ddp.{name}.log").write_text(stdout[-20000:] + "\n" + stderr[-20000:])
+            metrics = read_metrics(runs_root / name, keys) if (runs_root / name).is_dir() else {k: [] for k in keys}
+            tps = [v for s, v in metrics["train/tokens_per_s"] if s > min(5, args.ddp_steps // 2)]
+            result["runs"][label] = {"returncode": rc, "wall_s": time.time() - t0, "note": note,
+                                     "train_loss": metrics["train/loss"], "val_loss": metrics["val/loss"],
+                                     "tokens_per_s_median": statistics.median(tps) if tps else None}
+            print(label, "rc", rc, note, "tok/s", result["runs"][label]["tokens_per_s_median"], flush=True)
+            if rc != 0:
+                print(stderr[-3000:], flush=True)
+            compare(result)
+            save()
+    except Stopped as why:
+        result["note"] = f"stopped by {why} after {time.time() - START:.0f}s (time limit)"
+    save()
     print(render_ddp(result))
     return result
+
+
+def compare(result: Dict[str, Any]) -> None:
+    """Loss differences and throughput scaling once both runs have logged."""
+    one, two = result["runs"].get("1 GPU"), result["runs"].get("2 GPUs DDP")
+    if not (one and two and one["train_loss"] and two["train_loss"]):
+        return
+    a, b = dict(one["train_loss"]), dict(two["train_loss"])
+    diffs = [abs(a[s] - b[s]) for s in a if s in b]
+    if diffs:
+        result["max_abs_train_loss_diff"] = max(diffs)
+    result["final_train_loss"] = {"1 GPU": one["train_loss"][-1][1], "2 GPUs DDP": two["train_loss"][-1][1]}
+    if one["tokens_per_s_median"] and two["tokens_per_s_median"]:
+        result["throughput_scaling"] = two["tokens_per_s_median"] / one["tokens_per_s_median"]
 
 
 def render_ddp(r: Dict[str, Any]) -> str:
     lines = [f"# zoo train: 1 GPU vs 2 GPUs (DDP), same global batch ({r['device']} x{r['gpus']})", "",
              f"{r['date_utc']} UTC · `{r['command']}`", "",
              "| step | loss, 1 GPU | loss, 2 GPUs DDP | difference |", "|---|---|---|---|"]
-    one, two = r["runs"]["1 GPU"], r["runs"]["2 GPUs DDP"]
-    b = dict(two["train_loss"])
-    for s, v in one["train_loss"]:
-        if s in b:
-            lines.append(f"| {s} | {v:.4f} | {b[s]:.4f} | {b[s] - v:+.4f} |")
-    lines += ["", "| setup | tokens/s (median, steps > 5) | wall s | exit |", "|---|---|---|---|"]
+    one, two = r["runs"].get("1 GPU"), r["runs"].get("2 GPUs DDP")
+    b = dict(two["train_loss"]) if two else {}
+    for s, v in (one["train_loss"] if one else []):
+        lines.append(f"| {s} | {v:.4f} | {b[s]:.4f} | {b[s] - v:+.4f} |" if s in b else f"| {s} | {v:.4f} | – | – |")
+    lines += ["", "| setup | tokens/s (median, steps > 5) | wall s | exit | note |", "|---|---|---|---|---|"]
     for label, run in r["runs"].items():
         tps = f"{run['tokens_per_s_median'] / 1e3:.1f}k" if run["tokens_per_s_median"] else "–"
-        lines.append(f"| {label} | {tps} | {run['wall_s']:.0f} | {run['returncode']} |")
+        lines.append(f"| {label} | {tps} | {run['wall_s']:.0f} | {run['returncode']} | {run.get('note', '')} |")
     if "throughput_scaling" in r:
         lines += ["", f"Throughput scaling 2 GPUs / 1 GPU: {r['throughput_scaling']:.2f}x; "
-                      f"max |loss difference| over the steps: {r['max_abs_train_loss_diff']:.4f}."]
+                      f"max |loss difference| over the steps: {r.get('max_abs_train_loss_diff', float('nan')):.4f}."]
+    if r.get("note"):
+        lines += ["", r["note"]]
     return "\n".join(lines) + "\n"
 
 
@@ -395,10 +482,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--budget", type=float, default=420.0, help="seconds after which no new measurement starts")
+    p.add_argument("--budget", type=float, default=420.0,
+                   help="seconds from the start of the process; no row starts unless its estimate fits")
+    p.add_argument("--row-estimate", type=float, default=40.0,
+                   help="seconds a model's first row is assumed to take (build, compile, autotune, steps)")
     p.add_argument("--smoke", action="store_true", help="tiny models on CPU: checks the script end to end")
     p.add_argument("--ddp", action="store_true", help="zoo train on 1 GPU then 2 GPUs (DDP): loss match, scaling")
     p.add_argument("--ddp-steps", type=int, default=25)
+    p.add_argument("--ddp-share", type=float, default=0.6,
+                   help="--ddp: the largest fraction of the budget left that the 1-GPU run may take")
     p.add_argument("--runs-root", default="/tmp/zoo_ddp_runs")
     args = p.parse_args(argv)
     if args.ddp:
@@ -408,4 +500,5 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     main()

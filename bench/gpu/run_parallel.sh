@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Call 1 on a 4-GPU machine (nvidia-h100-x4): four benchmarks at once, one per GPU, all done by
+# --total seconds (default 510) after start. Device tool, with carry [".whl"]:
+#     bash bench/gpu/run_parallel.sh
+#     bash bench/gpu/run_parallel.sh --dry-run     # anywhere: check the wheels, print the commands
+# GPU0 bench/kernels.py; GPU1 bench/train.py (340M tokens/s, zoo vs fla, T=2048/4096: issue 5);
+# GPU2 bench/mqar.py (stages in priority order: issue 7); GPU3 bench/generate.py (decode against
+# context: issue 6). Margins (third job argument) and why: lib.sh and the scripts' docstrings.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source bench/gpu/lib.sh
+parse_args "$@"
+setup 4
+
+# kernels: its budget only stops new timings; fla's gated autotune (~100 s) may run past it
+job kernels 0 60 python3 bench/kernels.py --out "$WORK/kernels" --budget-s @BUDGET@
+# train: a row starts only if the same model's last row (compile included) fits in what is left
+job train 1 20 python3 bench/train.py --out "$WORK/train" --budget @BUDGET@
+# mqar: a run still going at the budget is cut and recorded as cut; stage 1 is the headline
+job mqar 2 15 python3 bench/mqar.py --out "$WORK/mqar" --budget @BUDGET@
+# generate: per-context budget checks; a context at batch 64 / 64K can take ~20 s
+job generate 3 30 python3 bench/generate.py --out "$WORK/generate" --budget @BUDGET@
+wait_all
+
+status_lines
+show "kernels: training + decode timings" "$OUT/kernels.log" 24
+show "mqar: records" "$OUT/mqar.log" 14
+show "generate: decode tokens/s against context" "$WORK/generate/generate.md" 22 head
+grep -h "fla HF generate at batch" "$WORK/generate/generate.md" 2>/dev/null
+show "train: 340M tokens/s (issue 5)" "$WORK/train/train.md" 30
