@@ -52,7 +52,7 @@ setup() {
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
         || { echo "wheel install failed"; exit 2; }
     export PYTHONPATH=$site
-    python3 -c "import omegaconf, fla, einops; print('wheels ok: omegaconf', omegaconf.__version__, 'fla', fla.__version__)" \
+    (cd /tmp && python3 -c "import omegaconf, fla, einops; print('wheels ok: omegaconf', omegaconf.__version__, 'fla', fla.__version__)") \
         || { echo "the installed wheels do not import"; exit 2; }
     if $DRY; then
         echo "dry run: OUT=$OUT WORK=$WORK"
