@@ -17,7 +17,8 @@ autocast on CUDA, batches generated on the device fresh every step. The loss and
 computed only at labelled positions (MQAR: the queries), which skips ~90% of the LM-head work.
 Accuracy = fraction of query positions predicted exactly on the fixed validation batches
 (``zoo.data.accuracy``), evaluated every ``train.val_every`` steps and at the end; a run stops early
-once it reaches ``sweep.stop_accuracy`` or runs ``sweep.max_seconds``.
+once it reaches ``sweep.stop_accuracy`` or runs ``sweep.max_seconds``. MAD compression trains the
+model with MAD's decoder head instead of the LM head (``zoo.train.heads``) and scores every position.
 
 Results: ``OUT.jsonl`` gets one JSON line per finished run, appended at once, so a grid can span
 several sessions; a rerun skips points already there (keyed by recipe name + overrides). After each
@@ -45,6 +46,7 @@ import contextlib
 import torch
 
 from zoo.errors import ZooError
+from zoo.train.heads import residual_stream, task_logits
 
 class SweepError(ZooError):
     """A bad grid, recipe or results file; the message names the fix."""
@@ -197,11 +199,16 @@ def _query_logits(model, input_ids, labels, kmax: int):
     positions is padded with unlabelled ones, whose target is -100 (ignored). No host sync.
     """
     pos = torch.sort((labels != -100).int(), dim=1, descending=True, stable=True).indices[:, :kmax]
-    x = model.embeddings(input_ids)
-    for layer in model.layers:
-        x = layer(x)
+    x = residual_stream(model, input_ids)
     h = x.gather(1, pos[..., None].expand(-1, -1, x.shape[-1]))  # [B, kmax, D]
     return model.lm_head(model.norm(h)).float(), labels.gather(1, pos)
+
+
+def _scored_logits(model, head, input_ids, labels, kmax: int):
+    """(logits, targets) where a batch is scored: query positions under the LM head, all under a task head."""
+    if head is not None:
+        return task_logits(model, head, input_ids), labels
+    return _query_logits(model, input_ids, labels, kmax)
 
 
 def _autocast(device, precision: str):
@@ -210,19 +217,24 @@ def _autocast(device, precision: str):
     return contextlib.nullcontext()
 
 
-def evaluate(model, val, device, precision: str) -> float:
+def evaluate(model, val, device, precision: str, head=None) -> float:
     """Accuracy over every validation batch (query positions predicted exactly); one host sync."""
     was = model.training
     model.eval()
+    if head is not None:
+        head.eval()
     correct = torch.zeros((), device=device, dtype=torch.long)
     total = torch.zeros((), device=device, dtype=torch.long)
     with torch.no_grad(), _autocast(device, precision):
         for batch in val:
-            logits, target = _query_logits(model, batch["input_ids"], batch["labels"], max_labelled(batch["labels"]))
+            logits, target = _scored_logits(model, head, batch["input_ids"], batch["labels"],
+                                            max_labelled(batch["labels"]))
             scored = target != -100
             correct += ((logits.argmax(-1) == target) & scored).sum()
             total += scored.sum()
     model.train(was)
+    if head is not None:
+        head.train(was)
     return correct.item() / total.item() if total.item() else float("nan")
 
 
@@ -233,6 +245,7 @@ def run_point(cfg, sweep: SweepConfig, device: str, deadline: Optional[float] = 
 
     from zoo.data import build_datasets
     from zoo.model import ZooModel
+    from zoo.train.heads import build_head
     from zoo.train.module import lr_lambda, param_groups
 
     tc, dev = cfg.train, torch.device(device)
@@ -243,18 +256,23 @@ def run_point(cfg, sweep: SweepConfig, device: str, deadline: Optional[float] = 
         raise SweepError(f"train.precision={precision}: zoo sweep supports bf16-mixed and 32-true")
     torch.manual_seed(tc.seed)
     train, val = build_datasets(cfg.data, None, tc.batch_size, device=dev)
-    if train.objective != "lm":
-        raise SweepError(f"{train.name}: objective {train.objective!r} needs a pooled-state decoder; "
-                         "zoo sweep scores causal-LM tasks only (drop this task from the grid)")
     if cfg.model.vocab_size < train.vocab_size:
         raise SweepError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the task's vocabulary "
                          f"({train.vocab_size}, {train.name}); set model.vocab_size={train.vocab_size}")
     val_batches = [val[i] for i in range(len(val))]
     kmax = max_labelled(train.batch(0)["labels"])  # labelled positions per row; rechecked at log steps
     model = ZooModel(cfg.model).to(dev)
-    n_params = model.num_params()
+    m = cfg.model
+    head = build_head(train.objective, m.d_model, m.vocab_size, m.norm_eps, m.init_std)
+    groups = param_groups(model, tc.weight_decay)
+    params = list(model.parameters())
+    if head is not None:
+        head.to(dev)
+        groups += param_groups(head, tc.weight_decay)
+        params += list(head.parameters())
+    n_params = sum(p.numel() for p in params)
     fused = {"fused": True} if dev.type == "cuda" else {}
-    opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps, **fused)
+    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps, **fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps, tc.min_lr_ratio))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t_start = time.perf_counter()
@@ -263,21 +281,23 @@ def run_point(cfg, sweep: SweepConfig, device: str, deadline: Optional[float] = 
 
     def do_eval(at: int) -> float:
         nonlocal best, best_step
-        acc = evaluate(model, val_batches, dev, precision)
+        acc = evaluate(model, val_batches, dev, precision, head)
         evals.append([at, round(acc, 5)])
         if acc > best:
             best, best_step = acc, at
         return acc
 
     model.train()
+    if head is not None:
+        head.train()
     t0 = time.perf_counter()
     for step in range(1, tc.steps + 1):
         batch = train.batch(step - 1)
         with _autocast(dev, precision):
-            logits, target = _query_logits(model, batch["input_ids"], batch["labels"], kmax)
+            logits, target = _scored_logits(model, head, batch["input_ids"], batch["labels"], kmax)
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or float("inf"))
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
@@ -457,6 +477,28 @@ def _fmt_acc(r: Optional[Dict[str, Any]]) -> str:
     return f"{r['accuracy']:.3f}{mark}"
 
 
+def _mad_average(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """Lines of a "MAD average" table: mean accuracy over the MAD tasks of each pattern/width/setting."""
+    from zoo.data.config import MAD_TASKS
+
+    groups: Dict[Tuple[str, int, str], Dict[str, float]] = {}
+    for r in rows:
+        task = str(r.get("task", "")).partition("mad:")[2].split("(")[0]
+        if task not in MAD_TASKS or r.get("status") in RERUN:
+            continue
+        rest = " ".join(o for o in _setting(r).split() if not o.startswith("data.mad.task=")) or "(recipe defaults)"
+        groups.setdefault((r["pattern"], r["d_model"], rest), {})[task] = r["accuracy"]
+    if not groups:
+        return []
+    lines = ["## MAD average", "", f"Mean accuracy over the MAD tasks finished; a row with {len(MAD_TASKS)}/"
+             f"{len(MAD_TASKS)} tasks is the six-task average (at the recipe's settings, not MAD's full protocol).",
+             "", "| pattern | d_model | setting | tasks | mean accuracy |", "|---|---|---|---|---|"]
+    for (pattern, width, rest), accs in groups.items():
+        lines.append(f"| `{pattern}` | {width} | {rest} | {len(accs)}/{len(MAD_TASKS)} | "
+                     f"{sum(accs.values()) / len(accs):.3f} |")
+    return lines + [""]
+
+
 def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
     rows = latest_per_key(records)
     lines = [f"# {title}", ""]
@@ -479,6 +521,7 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
             cells = [_fmt_acc(next((r for r in group if r["pattern"] == pat and r["d_model"] == w), None)) for w in widths]
             lines.append(f"| `{pat}` | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _mad_average(rows)
     lines += ["## All runs", "",
               "| pattern | d_model | heads | setting | accuracy | best (step) | status | steps | steps/s | s | params | lr | card |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -80,9 +80,21 @@ def test_selective_copying():
     assert bool((y[:, : L + 1] == -100).all())
 
 
-def test_compression_and_memorization():
-    x, y = compression(4, _g(5), True, 16, 32).values()
-    assert torch.equal(x, y) and bool((x[:, -1] == 15).all()) and int(x[:, :-1].max()) < 15
+def test_compression_targets_every_position_train_and_test_alike():
+    V, T = 16, 32
+    x, y = compression(64, _g(5), True, V, T).values()
+    assert x.shape == y.shape == (64, T) and x.dtype == y.dtype == torch.long
+    assert torch.equal(x, y)  # every position is a target, the marker included (as MAD scores it)
+    assert bool((x[:, -1] == V - 1).all()) and bool((x[:, :-1] != V - 1).all()) and int(x.min()) >= 0
+    assert len(set(x[:, :-1].flatten().tolist())) == V - 1  # uniform over the content ids
+    xt, yt = compression(64, _g(5), False, V, T).values()
+    assert torch.equal(xt, x) and torch.equal(yt, y)
+    assert mad_batch("compression", 2, _g(), True)["input_ids"].shape == (2, 32)  # MAD's baseline T
+    with pytest.raises(ValueError, match="compression needs"):
+        compression(2, _g(), True, 1, 32)
+
+
+def test_memorization():
     table = memorization_table(256)
     assert len(set(table.tolist())) == table.numel() == 127 and int(table.min()) >= 127
     assert torch.equal(table, memorization_table(256))  # fixed across calls and runs

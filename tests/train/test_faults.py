@@ -149,17 +149,3 @@ def test_sigint_in_a_real_process_saves_a_checkpoint_and_resumes(tmp_path, tiny_
                          cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert list_checkpoints(runs_root / "sig" / "checkpoints")[-1].name == f"step-{step + 3:07d}.ckpt"
-
-
-def test_mad_compression_is_refused_by_zoo_train(tmp_path, monkeypatch, capsys):
-    from pathlib import Path
-
-    from zoo.cli import main
-
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "mad.yaml"
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stop:
-        main(["train", str(recipe), "data.mad.task=compression", "train.steps=1"])
-    assert stop.value.code == 2
-    assert "encoder-decoder" in capsys.readouterr().err
-    assert not any((tmp_path / "runs").glob("*/checkpoints"))

@@ -19,9 +19,10 @@ Differences from MAD-Lab's per-example numpy generators, made so batches are bui
 few kernels on the GPU: inputs are exactly ``seq_len`` tokens (MAD's recall inputs are
 ``seq_len - 1``; an even ``seq_len`` here starts with one unlabelled filler key); the recall
 tasks run in MAD's standard multi-query mode only; selective copying scatters the content
-tokens over a uniform random subset of positions; compression is returned as MAD poses it,
-an auto-encoding target (``labels == input_ids``, ``AUTOENCODE_TASKS``) that needs a model
-with a pooled-state decoder rather than a causal LM head.
+tokens over a uniform random subset of positions. Compression is returned as MAD poses it,
+an auto-encoding target (``labels == input_ids``, ``AUTOENCODE_TASKS``): it is scored through a
+decoder that reads the model's output at the last position (``zoo.train.heads``), not through
+the causal LM head.
 """
 from __future__ import annotations
 
@@ -239,16 +240,25 @@ def selective_copying(batch_size: int, generator: torch.Generator, train: bool =
 
 def compression(batch_size: int, generator: torch.Generator, train: bool = True, vocab_size: int = 16,
                 seq_len: int = 32, **_unused) -> Dict[str, torch.Tensor]:
-    """Auto-encode a random sequence through the state at its final (marker) token.
+    """Compress a random sequence into the model's output at a final marker, then rebuild it.
+
+    ``T - 1`` content tokens drawn uniformly with replacement from ``[0, V-1)``, then the
+    compression marker ``V - 1``. The target at every position is the input token there, the
+    marker included (MAD scores all ``T``); train and test targets are the same. The model sees
+    the whole sequence causally; only its output at the marker (position ``T - 1``) reaches a
+    decoder, which adds a position embedding for each target position p and predicts token p
+    from that one vector (``zoo.train.heads.CompressionDecoder``, after MAD-Lab's auto-encoder).
+    Chance is about ``1 / (V - 1)`` per content position.
 
     Worked example (V = 5: content 0-3, marker 4; T = 6)::
 
-        input   3 0 0 2 1 4
-        labels  3 0 0 2 1 4      (every token, reconstructed from the last position's state)
+        input    3 0 0 2 1 4
+        labels   3 0 0 2 1 4          every position is a target
+        decoder  h = model output at position 5 (the marker)
+                 logits[p] = decoder(h + pos(p)) for p = 0..5  ->  3 0 0 2 1 4
 
-    As in MAD, this target is for an encoder + decoder: the model's output at the marker is
-    decoded, with a position embedding per target position, back into the whole sequence.
-    A causal LM head would just copy each input (``AUTOENCODE_TASKS`` marks the task).
+    A causal LM head scored on these labels would only copy its input (``AUTOENCODE_TASKS``
+    marks the task, so training uses the decoder instead).
     """
     B, T, V = batch_size, seq_len, vocab_size
     if V < 2 or T < 2:

@@ -61,7 +61,8 @@ class _Steps(IterableDataset):
 class ZooDataModule(L.LightningDataModule):
     """Builds tokenizer + train/validation data for ``cfg`` (``prepare`` runs before the trainer).
 
-    ``tokenizer`` is None for synthetic data. ``vocab_size`` is what the model must cover.
+    ``tokenizer`` is None for synthetic data. ``vocab_size`` is what the model must cover;
+    ``objective`` is ``"lm"``, or ``"autoencode"`` (MAD compression: the module adds a decoder head).
     """
 
     def __init__(self, cfg: RunConfig, world_size: int = 1, rank: int = 0, device: str = "cpu"):
@@ -72,6 +73,7 @@ class ZooDataModule(L.LightningDataModule):
         self.next_index = 0
         self.tokenizer = None
         self.vocab_size: Optional[int] = None
+        self.objective = "lm"
         self.train_data = None
         self.val_data = None
         self.description = ""
@@ -95,12 +97,8 @@ class ZooDataModule(L.LightningDataModule):
         self.train_data, self.val_data = build_datasets(
             data_cfg, self.tokenizer, batch_size=self.per_device, val_batch_size=self.cfg.train.batch_size,
             rank=self.rank, world_size=self.world_size, device=self.device, corpus=self._corpus)
-        if self.train_data.objective != "lm":
-            from zoo.data import DataConfigError
-
-            raise DataConfigError(f"data: {self.train_data.objective!r} tasks (MAD compression) need an encoder-decoder "
-                                  "head that zoo's causal language model does not have; choose another task")
         self.vocab_size = self.train_data.vocab_size
+        self.objective = self.train_data.objective
         self.description = self._corpus.description if self._corpus is not None else data_cfg.type
         return self
 

@@ -14,6 +14,10 @@ capped by ``max_nan_skips``) or stops the run with ``NonFiniteLossError`` (``sto
 Validation runs at step 0, every ``val_every`` steps and at the last step on fixed held-out
 batches; it logs ``val/loss``, ``val/ppl`` = exp(loss) and ``val/acc`` (argmax accuracy on the
 targets; for MQAR the recall accuracy), token means over all ranks.
+
+``objective="autoencode"`` (MAD compression) adds ``self.head``, a ``CompressionDecoder`` that
+rebuilds the sequence from the model's output at its last position (``zoo.train.heads``); it is
+trained, clipped, checkpointed and restored with the model.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from zoo.config import ModelConfig
 from zoo.errors import ZooError
 from zoo.train.checkpoint import load_rng_state, rng_state
 from zoo.train.config import TrainConfig
+from zoo.train.heads import build_head, task_logits
 
 
 class NonFiniteLossError(ZooError):
@@ -84,14 +89,17 @@ def token_ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class ZooLightningModule(L.LightningModule):
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, model: Optional[nn.Module] = None):
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, model: Optional[nn.Module] = None,
+                 objective: str = "lm"):
         super().__init__()
         from zoo.model import ZooModel
 
         self.automatic_optimization = False
         self.train_cfg = train_cfg
         self.model = model if model is not None else ZooModel(model_cfg)
-        self._decay = decay_names(self.model)  # before any FSDP wrapping
+        self.head = build_head(objective, model_cfg.d_model, model_cfg.vocab_size, model_cfg.norm_eps,
+                               model_cfg.init_std)
+        self._decay = decay_names(self)  # before any FSDP wrapping
         self.nan_skipped = 0
         self.val_losses: List[float] = []  # every validation of this process, in order
         self.tokens_seen = 0
@@ -102,7 +110,7 @@ class ZooLightningModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.train_cfg
         fused = {"fused": True} if torch.cuda.is_available() and self.device.type == "cuda" else {}
-        opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, self._decay), lr=cfg.lr, betas=tuple(cfg.betas),
+        opt = torch.optim.AdamW(param_groups(self, cfg.weight_decay, self._decay), lr=cfg.lr, betas=tuple(cfg.betas),
                                 eps=cfg.eps, **fused)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
@@ -110,8 +118,11 @@ class ZooLightningModule(L.LightningModule):
 
     def compute_ce_sum(self, micro: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Summed token cross-entropy of one micro batch (the seam tests use to inject faults)."""
-        logits = self.model(micro["input_ids"], cu_seqlens=micro.get("cu_seqlens"))
-        return token_ce_sum(logits, micro["labels"])
+        return token_ce_sum(self.logits(micro), micro["labels"])
+
+    def logits(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, T, V] float32 scored against ``batch["labels"]``: the LM head's, or the task head's."""
+        return task_logits(self.model, self.head, batch["input_ids"], batch.get("cu_seqlens"))
 
     def _no_sync(self, last: bool):
         model = self.trainer.model if self._trainer is not None else None
@@ -125,7 +136,7 @@ class ZooLightningModule(L.LightningModule):
         max_norm = self.train_cfg.grad_clip or float("inf")
         if isinstance(self.trainer.strategy, FSDPStrategy):
             return self.trainer.strategy.model.clip_grad_norm_(max_norm)
-        return torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        return torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int):
         if self._val_done_at is None and self.global_step == 0:
@@ -212,7 +223,7 @@ class ZooLightningModule(L.LightningModule):
         for b in batches:
             b = self.trainer.strategy.batch_to_device(b)
             with self.trainer.precision_plugin.forward_context():
-                logits = self.model(b["input_ids"], cu_seqlens=b.get("cu_seqlens"))
+                logits = self.logits(b)
                 sums[0] += token_ce_sum(logits, b["labels"]).double()
             mask = b["labels"] != -100
             sums[1] += mask.sum()

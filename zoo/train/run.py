@@ -103,12 +103,16 @@ def _devices(cfg) -> tuple[str, object, int]:
     return acc, devices, world
 
 
-def _strategy(cfg, world: int):
-    """Lightning strategy for ``train.strategy``; ``auto`` over several devices means DDP (never spawn)."""
+def _strategy(cfg, world: int, objective: str = "lm"):
+    """Lightning strategy for ``train.strategy``; ``auto`` over several devices means DDP (never spawn).
+
+    A task head (``objective`` other than ``lm``) leaves an untied LM head without gradients, so
+    DDP then looks for unused parameters.
+    """
     if cfg.strategy == "ddp" or (cfg.strategy == "auto" and world > 1):
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True)
+        return DDPStrategy(find_unused_parameters=objective != "lm", gradient_as_bucket_view=True)
     if cfg.strategy == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
 
@@ -205,7 +209,10 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
         if world > 1:  # ranks that Lightning's launcher starts read it (see resolve_run)
             os.environ[ENV_RUN_DIR] = str(run_dir.resolve())
             os.environ[ENV_RESUME] = "1" if resuming else "0"
-    module = ZooLightningModule(cfg.model, tcfg)
+    module = ZooLightningModule(cfg.model, tcfg, objective=dm.objective)
+    if main and module.head is not None:
+        echo(f"head: MAD compression decoder ({sum(p.numel() for p in module.head.parameters()):,} parameters) "
+             "rebuilds the sequence from the model's output at its last position")
     ckpt_cb = AtomicCheckpoint(run_dir, tcfg.ckpt_every, tcfg.keep_last, tokenizer=dm.tokenizer, echo=echo)
     callbacks = [_interrupt_callback(echo), ckpt_cb, *(extra_callbacks or [])]
     if tcfg.progress_bar:
@@ -225,7 +232,7 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     loggers = [CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=1),
                TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
-        accelerator=acc, devices=devices, strategy=_strategy(tcfg, world), precision=precision,
+        accelerator=acc, devices=devices, strategy=_strategy(tcfg, world, dm.objective), precision=precision,
         max_steps=tcfg.steps, max_epochs=-1, logger=loggers, callbacks=callbacks,
         log_every_n_steps=tcfg.log_every, enable_progress_bar=tcfg.progress_bar, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
