@@ -4,6 +4,7 @@ through Hugging Face ``generate``.
 
     python3 bench/generate.py --out DIR      # GPU sweep: DIR/generate.json, DIR/generate.md; table last
     python3 bench/generate.py --smoke        # CPU: tiny models, the logic only (no fla, no graphs)
+    python3 bench/generate.py --render JSON [--out DIR]   # rewrite generate.md from a generate.json
 
 Needs torch (+ Triton on CUDA) and zoo's own modules; fla's baseline also needs
 flash-linear-attention==0.6.0, fla-core==0.6.0, transformers and einops. Imports neither
@@ -29,9 +30,16 @@ Method, per (model, batch B, context C):
 - memory: ``cache`` = bytes of every tensor in the model cache at C (the recurrent state is
   constant, the SWA ring is W slots, the KV cache grows); ``peak`` = CUDA peak allocated
   during the timed decode (weights + cache + temporaries);
-- fla: ``generate`` on a [B, C] prompt with ``max_new_tokens`` = 1 and 1 + steps (min tokens
-  equal, so no early stop); decode tokens/s = B · steps / (t(1 + steps) − t(1)), so its
-  prefill is not counted; peak = CUDA peak of the longer call (prefill included).
+- fla: one ``generate`` call on a [B, C] prompt for 1 + warmup + steps tokens (min tokens equal,
+  so no early stop), with a streamer that stamps the time each new token reaches the host
+  (``generate`` copies it there every step, which synchronises); decode tokens/s = B · steps /
+  (stamp[warmup + steps] − stamp[warmup]); token 0 comes from the prefill, so the prefill, and
+  fla's compiling and autotuning of its chunk kernels for each new prompt length, are outside the
+  timed steps (the decode kernels are compiled by an untimed call per batch size); peak = CUDA
+  peak of the call (prefill included).
+- validity: a time that is not positive and finite, a missing token stamp, or a step over 10× the
+  median step (compilation inside the timed steps) is recorded as ``invalid: why`` with no speed;
+  the tables show such a point as invalid and the ratios leave it out.
 An out-of-memory point is recorded as OOM and the sweep continues. ``--budget S`` counts from the
 start of the process: a model whose section would start after it is not built, and a context starts
 only while the time left covers the model's previous context; what is left is marked as skipped.
@@ -45,6 +53,7 @@ import argparse
 import copy
 import datetime
 import json
+import math
 import platform
 import signal
 import time
@@ -243,6 +252,71 @@ def decode(step, batch: int, steps: int, warmup: int, device) -> float:
     return time.perf_counter() - start
 
 
+def rate(batch: int, steps: int, secs: float) -> Dict[str, Any]:
+    """Row fields for ``steps`` decode steps of ``batch`` rows in ``secs`` seconds; a status
+    ``invalid: why`` and no numbers when the time is impossible (not positive and finite)."""
+    if not (isinstance(secs, (int, float)) and math.isfinite(secs) and secs > 0):
+        return {"status": f"invalid: {steps} decode steps timed at {secs!r} s (not a positive time)"}
+    return {"status": "ok", "tokens_per_s": batch * steps / secs, "ms_per_step": 1e3 * secs / steps}
+
+
+MAX_STEP_OVER_MEDIAN = 10.0  # a slower step means compiling or autotuning inside the timed steps
+
+
+def decode_rate(stamps: List[float], batch: int, steps: int, warmup: int) -> Dict[str, Any]:
+    """Row fields from the host times at which generated tokens 0, 1, ... arrived (token 0 from
+    the prefill): steps warmup+1 … warmup+steps are timed; invalid if a stamp is missing, a step
+    is not positive, or one step is over MAX_STEP_OVER_MEDIAN × the median step."""
+    need = 1 + warmup + steps
+    if steps < 1:
+        return {"status": f"invalid: {steps} timed steps"}
+    if len(stamps) != need:
+        return {"status": f"invalid: {len(stamps)} token time stamps from generate, expected {need}"}
+    gaps = [b - a for a, b in zip(stamps[warmup:-1], stamps[warmup + 1:])]
+    median = sorted(gaps)[len(gaps) // 2]
+    if min(gaps) <= 0 or median <= 0:
+        return {"status": f"invalid: a decode step took {min(gaps):.3g} s (not a positive time)"}
+    if max(gaps) > MAX_STEP_OVER_MEDIAN * median:
+        return {"status": f"invalid: slowest step {max(gaps):.3g} s is over {MAX_STEP_OVER_MEDIAN:g}× the median "
+                          f"{median:.3g} s (compiling or autotuning inside the timed steps)"}
+    return {**rate(batch, steps, stamps[-1] - stamps[warmup]), "ms_per_step_max": 1e3 * max(gaps)}
+
+
+class TokenClock:
+    """A ``generate`` streamer: the host time at which each generated token arrives.
+
+    ``generate`` puts the prompt first ([B, C]), then each step's new tokens ([B]); only the
+    latter are stamped."""
+
+    def __init__(self, device):
+        self.device, self.stamps = device, []
+
+    def put(self, value: torch.Tensor) -> None:
+        if value.dim() == 1:
+            sync(self.device)
+            self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def fla_point(model, ids: torch.Tensor, steps: int, warmup: int, device) -> Dict[str, Any]:
+    """Decode speed of ``model.generate`` after the prompt ``ids`` [B, C], from one call of
+    1 + warmup + steps tokens timed per token (see decode_rate); peak memory of the call."""
+    n = 1 + warmup + steps
+    clock = TokenClock(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True, pad_token_id=0,
+                         max_new_tokens=n, min_new_tokens=n, streamer=clock)
+    if out.shape[1] != ids.shape[1] + n:
+        raise RuntimeError(f"generate returned {out.shape[1] - ids.shape[1]} tokens, asked {n}")
+    row = decode_rate(clock.stamps, ids.shape[0], steps, warmup)
+    if device.type == "cuda":
+        row["peak_gib"] = torch.cuda.max_memory_allocated() / GiB
+    return row
+
+
 @torch.no_grad()
 def check_graph(model, graph: GraphStep, steps: int = 8) -> Dict[str, Any]:
     """Graph replays vs eager steps from a copy of the same cache: greedy tokens and logits."""
@@ -356,8 +430,7 @@ def bench_zoo(name: str, pattern: str, args, device, deadline: float, res: Resul
                         step = graph
                     else:
                         step = (lambda tok, c=cache: model(tok, cache=c)[:, -1])
-                    secs = decode(step, B, args.steps, args.warmup, device)
-                    row.update(status="ok", tokens_per_s=B * args.steps / secs, ms_per_step=1e3 * secs / args.steps)
+                    row.update(rate(B, args.steps, decode(step, B, args.steps, args.warmup, device)))
                     if device.type == "cuda":
                         row["peak_gib"] = torch.cuda.max_memory_allocated() / GiB
                 except Exception as err:
@@ -408,22 +481,13 @@ def bench_fla(args, device, deadline: float, res: Results, batches: List[int]) -
                 t0 = time.time()
                 try:
                     ids = torch.randint(0, cfg.vocab_size, (B, C), generator=gen).to(device)
-                    kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True, pad_token_id=0)
-                    if warm:  # once per batch size: Triton compiles, cuBLAS plans
-                        model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)
+                    if warm:  # once per batch size, untimed: the decode kernels compile, cuBLAS plans
+                        model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, use_cache=True,
+                                       pad_token_id=0, max_new_tokens=2, min_new_tokens=2)
                         warm = False
-                    times = []
-                    for n in (1, 1 + args.fla_steps):
-                        torch.cuda.reset_peak_memory_stats()
-                        sync(device)
-                        start = time.perf_counter()
-                        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
-                        sync(device)
-                        times.append(time.perf_counter() - start)
-                        assert out.shape[1] == C + n, f"generate returned {out.shape[1] - C} tokens, asked {n}"
-                    secs = times[1] - times[0]
-                    row.update(status="ok", tokens_per_s=B * args.fla_steps / secs, ms_per_step=1e3 * secs / args.fla_steps,
-                               peak_gib=torch.cuda.max_memory_allocated() / GiB, prefill_plus_1_s=times[0])
+                    row.update(fla_point(model, ids, args.fla_steps, args.warmup, device))
+                    if row["status"] != "ok":
+                        print(f"fla B={B} C={C}: {row['status']}", flush=True)
                 except Exception as err:
                     row["status"] = "OOM" if is_oom(err) else f"error: {type(err).__name__}: {str(err)[:300]}"
                     if is_oom(err):
@@ -461,6 +525,23 @@ def _fmt_ctx(c: int) -> str:
     return f"{c // 1024}K" if c >= 1024 and c % 1024 == 0 else str(c)
 
 
+LEGACY_FLA_INVALID = "autotune inside the timed prefill"
+
+
+def invalid_timing(row: Dict[str, Any]) -> Optional[str]:
+    """Why the row's speed is not a measurement, or None. Besides ``invalid: why`` rows, catches
+    rows of older runs that stored an impossible speed as ok: fla's speed then came from
+    t(1 + steps) − t(1) of two generate calls, and t(1) held the autotuning for each new prompt
+    length, so the difference went negative."""
+    status = row.get("status", "")
+    if status.startswith("invalid"):
+        return status.partition(": ")[2] or status
+    tps = row.get("tokens_per_s")
+    if status == "ok" and tps is not None and not (math.isfinite(tps) and tps > 0):
+        return LEGACY_FLA_INVALID if "prefill_plus_1_s" in row else f"impossible speed {tps:.3g} tokens/s"
+    return None
+
+
 def render(result: Dict[str, Any]) -> str:
     rows, contexts = result["rows"], result["contexts"]
     checks_decode = [r for r in rows if r.get("status") == "check"]
@@ -475,6 +556,11 @@ def render(result: Dict[str, Any]) -> str:
         r = next((r for r in rows if (r["model"], r["impl"], r["batch"]) == k and r["context"] == c), None)
         if r is None:
             return ""
+        why = invalid_timing(r)
+        if why and field == "tokens_per_s":
+            return f"invalid ({why})"
+        if why and field in r:  # memory is measured whatever the timing did
+            return fmt(r[field])
         if r.get("status") == "ok" and field not in r:
             return "—"
         if r.get("status") != "ok":
@@ -494,7 +580,7 @@ def render(result: Dict[str, Any]) -> str:
         if k[1] != "zoo eager":
             continue
         out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cell(k, c, "cache_mib", lambda v: f"{v:,.1f}") for c in contexts) + " |\n")
-    out += ["\nPeak GiB allocated while decoding (weights + cache + temporaries; fla: its longer generate call, prefill included)\n\n", head, rule]
+    out += ["\nPeak GiB allocated while decoding (weights + cache + temporaries; fla: its generate call, prefill included)\n\n", head, rule]
     for k in keys:
         out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cell(k, c, "peak_gib", lambda v: f"{v:.2f}") for c in contexts) + " |\n")
     checks = [r for r in rows if "graph_vs_eager_equal_steps" in r]
@@ -506,9 +592,20 @@ def render(result: Dict[str, Any]) -> str:
         out.append("\nCached decoding vs one full forward (greedy steps after a prompt, logits rel-RMS, argmax agreement): " + "; ".join(
             f"{r['model']}: " + (r["error"] if "error" in r else f"{r['cached_vs_full_rel_rms']:.1e}, {r['argmax_agree']} (prompt {r['prompt']})")
             for r in checks_decode) + "\n")
+    bad = {}  # (model, impl, batch, why) -> contexts
+    for r in rows:
+        if invalid_timing(r):
+            bad.setdefault((r["model"], r["impl"], r["batch"], invalid_timing(r)), []).append(_fmt_ctx(r["context"]))
+    if bad:
+        out.append("\nInvalid timings (no speed shown; left out of the ratios below): " + "; ".join(
+            f"{m} {impl} B={b} at {', '.join(cs)}: {why}" for (m, impl, b, why), cs in bad.items()) + "\n")
+        if any(k[3] == LEGACY_FLA_INVALID for k in bad):
+            out.append("\n(This run timed fla's decode as t(1 + steps) − t(1) of two generate calls; for each new "
+                       "prompt length fla compiled and autotuned its chunk kernels inside the timed t(1), so the "
+                       "difference went negative. Later runs time each decode step inside one call.)\n")
     speed = {}
     for r in rows:
-        if r.get("status") == "ok" and r["model"] == "deltanet":
+        if r.get("status") == "ok" and r["model"] == "deltanet" and not invalid_timing(r):
             speed.setdefault((r["impl"], r["batch"]), {})[r["context"]] = r["tokens_per_s"]
     for B in result["batches"]:
         fla_s = speed.get(("fla HF generate", B), {})
@@ -517,8 +614,9 @@ def render(result: Dict[str, Any]) -> str:
             both = [c for c in contexts if c in fla_s and c in z]
             if both:
                 ratios = [z[c] / fla_s[c] for c in both]
-                out.append(f"\ndeltanet {impl} / fla HF generate at batch {B}: {min(ratios):.1f}×–{max(ratios):.1f}× "
-                           f"over contexts {', '.join(_fmt_ctx(c) for c in both)}")
+                span = f"{min(ratios):.1f}×" if len(both) == 1 else f"{min(ratios):.1f}×–{max(ratios):.1f}×"
+                out.append(f"\ndeltanet {impl} / fla HF generate at batch {B}: {span} "
+                           f"over context{'s' * (len(both) > 1)} {', '.join(_fmt_ctx(c) for c in both)}")
     out.append("\n\nNotes:\n" + "".join(f"- {n}\n" for n in result["notes"]))
     return "".join(out)
 
@@ -539,7 +637,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--cache-table", action="store_true",
                     help="print the computed cache sizes (mixers' cache_bytes, bf16) and exit; no GPU needed")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="only rewrite generate.md from this generate.json (into --out, else beside it)")
     args = ap.parse_args(argv)
+    if args.render:
+        result = json.loads(args.render.read_text())
+        dst = (args.out or args.render.parent) / "generate.md"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(render(result))
+        print(f"wrote {dst}")
+        return result
     if args.smoke:
         args.contexts = args.contexts or [32, 80]
         args.batches = args.batches or [1, 3]

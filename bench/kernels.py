@@ -1,6 +1,7 @@
 """Delta-rule kernel benchmark on one CUDA GPU (bf16): zoo vs fla-core vs attention, and decode.
 
     python3 bench/kernels.py --out DIR         # DIR/kernels.json, DIR/kernels.md, table on stdout
+    python3 bench/kernels.py --render JSON [--out DIR]   # only rewrite kernels.md (CPU; old JSON too)
 
 What it does, in order, all in one process:
 1. Measures device copy bandwidth (a 1 GiB device-to-device copy; bytes read + written).
@@ -13,7 +14,9 @@ What it does, in order, all in one process:
    fla-core chunk_delta_rule (and chunk_gated_delta_rule, or its refusal), SDPA causal and
    FlexAttention sliding window (W = 512 at T = 2048, else 2048); each with the fraction of its
    memory-traffic floor (bytes each input read once and each output written once, over the
-   measured copy bandwidth).
+   measured copy bandwidth). The delta-rule ops are also timed by CUDA-graph replay (GPU time
+   only: eager times carry host launch overhead, which a busy host inflates); zoo / fla ratios
+   are reported for both, graph first.
 4. Decode: one token of the delta rule at H = 8, K = V = 128 for B in {1, 16, 64, 256}: zoo
    delta_rule_step vs fla fused_recurrent_delta_rule at T = 1, eager and CUDA-graph replay, with
    inputs rotated over >= 64 MiB of states so L2 does not hold them.
@@ -233,13 +236,15 @@ def floor_bytes(B, T, H, D, kind):
     return fwd, fwd + bwd
 
 
-def time_delta(ops, name, B, T, H, D, row):
+def time_delta(ops, name, B, T, H, D, row, graph=False):
+    """(fwd ms, fwd+bwd ms) by do_bench; with ``graph`` also row["graph_fwd_ms"] and
+    row["graph_fwdbwd_ms"] by CUDA-graph replay (or row["graph_error"])."""
     xs = make_delta_inputs(B, T, H, D, D, seed=4)
     with torch.no_grad():
         fwd = ms(lambda: call(ops, name, *xs))
     row["fwd_ms"] = fwd
     xg = [x.detach().clone().requires_grad_() for x in xs]
-    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    do = torch.randn_like(xs[2])
     leaves = xg if "gated" in name else xg[:4]
 
     def step():
@@ -247,6 +252,15 @@ def time_delta(ops, name, B, T, H, D, row):
         o.backward(do)
 
     fb = ms(step, grad_to_none=leaves)
+    if graph:
+        try:
+            with torch.no_grad():
+                row["graph_fwd_ms"] = time_graph([lambda: call(ops, name, *xs)] * 5)
+            # autograd.grad inside the capture: no .grad accumulation across replays
+            row["graph_fwdbwd_ms"] = time_graph([lambda: torch.autograd.grad(call(ops, name, *xg)[0], leaves, do)] * 5)
+        except Exception as e:
+            row["graph_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+            log(f"{name} graph timing ERROR {row['graph_error'][:200]}")
     return fwd, fb
 
 
@@ -282,12 +296,13 @@ def _time_attention(kind, B, T, H, D):
         bm = create_block_mask(swa, None, None, T, T, device="cuda")
         if "fn" not in _FLEX:
             # every shape x grad mode is a recompile; past Dynamo's limit (8) flex_attention silently
-            # runs unfused (seen in the committed run at the 4th shape), so raise the limit
-            import torch._dynamo
+            # runs unfused (seen in the committed run at the 4th shape), so raise the limit.
+            # `import torch._dynamo` here would make `torch` a local name of this whole function.
+            import torch._dynamo as dynamo
 
             for knob in ("recompile_limit", "cache_size_limit"):
-                if hasattr(torch._dynamo.config, knob):
-                    setattr(torch._dynamo.config, knob, max(64, getattr(torch._dynamo.config, knob)))
+                if hasattr(dynamo.config, knob):
+                    setattr(dynamo.config, knob, max(64, getattr(dynamo.config, knob)))
             _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
         f = lambda q, k, v: _FLEX["fn"](q, k, v, block_mask=bm)  # noqa: E731
     with torch.no_grad():
@@ -327,10 +342,12 @@ def run_training(ops, bw, out, deadline, names):
             if kind == "attn":
                 fwd, fb = time_attention("sdpa" if name == "sdpa_causal" else "flex", B, T, H, D)
             else:
-                fwd, fb = time_delta(ops, name, B, T, H, D, row)
+                fwd, fb = time_delta(ops, name, B, T, H, D, row, graph=True)
             row.update(fwd_ms=fwd, fwdbwd_ms=fb, floor_frac_fwd=row["floor_fwd_ms"] / fwd,
                        floor_frac_fwdbwd=row["floor_fwdbwd_ms"] / fb)
-            log(f"{name:28s} {B}x{T}x{H}x{D}: fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms")
+            graphed = f"; graph fwd {fmt(row.get('graph_fwd_ms'))} ms, fwd+bwd {fmt(row.get('graph_fwdbwd_ms'))} ms" \
+                if kind != "attn" else ""
+            log(f"{name:28s} {B}x{T}x{H}x{D}: fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms{graphed}")
         except Exception as e:
             row["error"] = f"{type(e).__name__}: {str(e)[:400]}"
             if row.get("fwd_ms"):
@@ -364,8 +381,9 @@ def run_recurrent(ops, out, deadline):
 # ---------------------------------------------------------------------------------------------
 # 4. decode
 # ---------------------------------------------------------------------------------------------
-def time_graph(fns, reps=1):
-    """Median time of one call, replaying a CUDA graph that runs every fn once."""
+def time_graph(fns):
+    """Median ms of one call, replaying a CUDA graph that runs every fn once (GPU time only; the
+    first three run uncaptured first, so compiling and autotuning stay outside)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
@@ -525,8 +543,10 @@ def markdown(out) -> str:
          f"- card: {out['card']}", f"- date: {out['date']}", f"- command: `{out['command']}`",
          f"- torch {out['torch']}, triton {out['triton']}, fla-core {out.get('fla_version', 'not available')}",
          f"- measured copy bandwidth: {out['copy_bandwidth_Bps'] / 1e12:.2f} TB/s (read + write)",
-         "- times: triton.testing.do_bench median, bf16 inputs; floor = bytes (each input read once, "
-         "each output written once) / copy bandwidth; frac = floor / time", ""]
+         "- times: triton.testing.do_bench median, bf16 inputs; eager = one call per timing (includes the "
+         "host's launch overhead, inflated when the host is busy); graph = median replay of a CUDA graph of "
+         "5 calls / 5 (GPU time only); floor = bytes (each input read once, each output written once) / copy "
+         "bandwidth; frac = floor / eager time", ""]
     if out.get("notes"):
         L += ["Notes:", ""] + [f"- {n}" for n in out["notes"]] + [""]
     if out.get("missing"):
@@ -537,17 +557,24 @@ def markdown(out) -> str:
         worst = g.get("worst")
         L.append(f"| {g.get('op')} | {'×'.join(map(str, g.get('shape', [])))} | {g.get('check', '')} | "
                  f"{f'{worst:.1e}' if isinstance(worst, float) else g.get('error', '')[:120]} | {g.get('pass')} |")
-    L += ["", "## Training shapes (ms; fwd+bwd and fwd)", "",
-          "| B×T×H×D | op | fwd+bwd ms | floor frac | fwd ms | floor frac | note |", "|---|---|---|---|---|---|---|"]
+    L += ["", "## Training shapes (ms; fwd+bwd and fwd; eager, and graph for the delta-rule ops)", "",
+          "| B×T×H×D | op | fwd+bwd ms | floor frac | fwd ms | floor frac | graph fwd+bwd ms | graph fwd ms | note |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in out.get("training", []):
         note = "; ".join(x for x in (f"W={r['window']}" if "window" in r else "", r.get("error", ""),
+                                     f"graph: {r['graph_error']}" if r.get("graph_error") else "",
                                      f"INVALID: {r['invalid']}" if r.get("invalid") else "") if x)
         L.append(f"| {'×'.join(map(str, r['shape']))} | {r['op']} | {fmt(r.get('fwdbwd_ms'))} | "
-                 f"{fmt(r.get('floor_frac_fwdbwd'), 2)} | {fmt(r.get('fwd_ms'))} | {fmt(r.get('floor_frac_fwd'), 2)} | {note[:200]} |")
-    ratios = ratio_rows(out)
-    if ratios:
-        L += ["", "## zoo / fla time ratios (target ≤ 0.8)", "", "| B×T×H×D | fwd+bwd | fwd |", "|---|---|---|"]
-        L += [f"| {s} | {fmt(a, 2)} | {fmt(b, 2)} |" for s, a, b in ratios]
+                 f"{fmt(r.get('floor_frac_fwdbwd'), 2)} | {fmt(r.get('fwd_ms'))} | {fmt(r.get('floor_frac_fwd'), 2)} | "
+                 f"{fmt(r.get('graph_fwdbwd_ms'))} | {fmt(r.get('graph_fwd_ms'))} | {note[:200]} |")
+    for graph, title in ((True, "CUDA-graph replay: GPU time only"),
+                         (False, "eager do_bench: includes host launch overhead")):
+        ratios = ratio_rows(out, graph)
+        L += ["", f"## zoo / fla time ratios, {title} (target ≤ 0.8)", ""]
+        if ratios:
+            L += ["| B×T×H×D | fwd+bwd | fwd |", "|---|---|---|"] + [f"| {s} | {fmt(a, 2)} | {fmt(b, 2)} |" for s, a, b in ratios]
+        else:
+            L.append("Not measured in this run." if graph else "No shape has both ops timed.")
     if out.get("recurrent"):
         L += ["", "## Token-by-token kernels (ms)", "", "| B×T×H×D | op | fwd | fwd+bwd |", "|---|---|---|---|"]
         L += [f"| {'×'.join(map(str, r['shape']))} | {r['op']} | {fmt(r.get('fwd_ms'))} | {fmt(r.get('fwdbwd_ms'))} "
@@ -565,27 +592,35 @@ def markdown(out) -> str:
     return "\n".join(L) + "\n"
 
 
-def ratio_rows(out):
+def ratio_rows(out, graph=False):
+    """[(shape, fwd+bwd ratio, fwd ratio)] of zoo / fla chunk_delta_rule, eager or graph times;
+    a ratio whose times are missing is None, a shape with neither is left out."""
     by = {(tuple(r["shape"]), r["op"]): r for r in out.get("training", [])}
+    pre = "graph_" if graph else ""
     res = []
     for s in SHAPES:
-        z, f = by.get((s, "zoo.chunk_delta_rule")), by.get((s, "fla.chunk_delta_rule"))
-        if z and f and z.get("fwd_ms") and f.get("fwd_ms"):
-            res.append(("×".join(map(str, s)), z["fwdbwd_ms"] / f["fwdbwd_ms"], z["fwd_ms"] / f["fwd_ms"]))
+        z, f = by.get((s, "zoo.chunk_delta_rule"), {}), by.get((s, "fla.chunk_delta_rule"), {})
+        ratio = [z[k] / f[k] if z.get(k) and f.get(k) else None for k in (pre + "fwdbwd_ms", pre + "fwd_ms")]
+        if ratio != [None, None]:
+            res.append(("×".join(map(str, s)), *ratio))
     return res
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.environ.get("OUT", "bench/results"), help="output folder")
+    ap.add_argument("--out", default=None, help="output folder (default $OUT, else bench/results); "
+                    "with --render, where kernels.md goes (default: beside the JSON)")
     ap.add_argument("--budget-s", type=float, default=470, help="skip remaining timings after this many seconds")
     ap.add_argument("--sweep", action="store_true", help="also sweep the decode kernel's block width / warps")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: gates,training,recurrent,decode")
-    ap.add_argument("--render", metavar="JSON", help="only rewrite the markdown beside an existing kernels.json")
-    args = ap.parse_args()
+    ap.add_argument("--render", metavar="JSON", help="only rewrite the markdown of an existing kernels.json")
+    args = ap.parse_args(argv)
     if args.render:
         src = Path(args.render)
-        src.with_suffix(".md").write_text(markdown(json.loads(src.read_text())))
+        dst = Path(args.out) / "kernels.md" if args.out else src.with_suffix(".md")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(markdown(json.loads(src.read_text())))
+        print(f"wrote {dst}")
         return
     if not torch.cuda.is_available():
         sys.exit("bench/kernels.py needs a CUDA GPU")
@@ -601,7 +636,7 @@ def main():
     log("card", out["card"], "torch", out["torch"], "triton", out["triton"], "fla", out["fla_version"], "missing", missing)
     out["copy_bandwidth_Bps"] = copy_bandwidth()
     log(f"copy bandwidth {out['copy_bandwidth_Bps'] / 1e12:.3f} TB/s")
-    outdir = Path(args.out)
+    outdir = Path(args.out or os.environ.get("OUT", "bench/results"))
     outdir.mkdir(parents=True, exist_ok=True)
 
     def save():
@@ -643,8 +678,9 @@ def main():
     for r in out.get("training", []):
         print(f"{r['op']:30s} {'x'.join(map(str, r['shape'])):16s} {fmt(r.get('fwdbwd_ms')):>10s} "
               f"{fmt(r.get('fwd_ms')):>8s} {fmt(r.get('floor_frac_fwdbwd'), 2):>8s} {r.get('error', '')[:60]}")
-    for s, a, b in ratio_rows(out):
-        print(f"zoo/fla {s}: fwd+bwd {a:.2f}  fwd {b:.2f}")
+    for graph in (True, False):
+        for s, a, b in ratio_rows(out, graph):
+            print(f"zoo/fla {s} ({'graph' if graph else 'eager'}): fwd+bwd {fmt(a, 2)}  fwd {fmt(b, 2)}")
     for r in out.get("decode", []):
         print(f"decode gated={r['gated']} B={r['B']:3d}: zoo {fmt(r.get('zoo_eager_us'), 1)} / {fmt(r.get('zoo_graph_us'), 1)} us"
               f"  fla {fmt(r.get('fla_eager_us'), 1)} / {fmt(r.get('fla_graph_us'), 1)} us (eager / graph)")

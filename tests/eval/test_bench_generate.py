@@ -1,5 +1,6 @@
-"""bench/generate.py on the CPU: cache replication (batch-1 prefill -> batch B) and the report."""
+"""bench/generate.py on the CPU: cache replication (batch-1 prefill -> batch B), decode timing validity and the report."""
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -55,3 +56,83 @@ def test_cache_table_is_flat_for_deltanet_and_bounded_for_swa(monkeypatch):
     assert len(set(rows["deltanet"])) == 1  # recurrent state: constant in context
     assert rows["hybrid_swa"][1] == rows["hybrid_swa"][2] > rows["hybrid_swa"][0]  # window 16 fills, then stays
     assert rows["transformer"][2] == 4 * rows["transformer"][1]  # KV cache grows with context
+
+
+class FakeGenerate:
+    """``generate`` as Hugging Face runs it for a streamer: the prompt is put first, then each new
+    token; time is a fake clock that the prefill and each step advance."""
+
+    def __init__(self, clock, prefill_s, step_s, stall=None, stream=True):
+        self.clock, self.prefill_s, self.step_s, self.stall, self.stream = clock, prefill_s, step_s, stall, stream
+
+    def generate(self, ids, max_new_tokens, streamer=None, **kw):
+        streamer.put(ids.cpu())
+        self.clock.t += self.prefill_s
+        for i in range(max_new_tokens):
+            self.clock.t += (self.step_s if i else 0) + (self.stall[1] if self.stall and self.stall[0] == i else 0)
+            if self.stream:
+                streamer.put(torch.zeros(ids.shape[0], dtype=torch.long))
+        streamer.end()
+        return torch.cat([ids, torch.zeros(ids.shape[0], max_new_tokens, dtype=torch.long)], dim=1)
+
+
+class Clock:
+    t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_fla_point_times_only_decode_steps_and_refuses_impossible_ones(monkeypatch):
+    bench = load_bench(monkeypatch)
+    clock = Clock()
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
+    ids, cpu = torch.zeros(2, 5, dtype=torch.long), torch.device("cpu")
+
+    def point(**kw):
+        return bench.fla_point(FakeGenerate(clock, **kw), ids, steps=8, warmup=2, device=cpu)
+
+    # a long prefill (fla autotuning for a new prompt length) is outside the timed steps
+    row = point(prefill_s=20.0, step_s=0.05)
+    assert row["status"] == "ok" and abs(row["ms_per_step"] - 50) < 1e-6 and abs(row["tokens_per_s"] - 40) < 1e-6
+    assert point(prefill_s=0.1, step_s=0.05, stall=(1, 5.0))["status"] == "ok"  # a warm-up step may compile
+    bad = point(prefill_s=0.1, step_s=0.05, stall=(5, 5.0))  # a timed step may not
+    assert bad["status"].startswith("invalid: slowest step") and "tokens_per_s" not in bad
+    bad = point(prefill_s=0.1, step_s=0.05, stream=False)
+    assert bad["status"] == "invalid: 0 token time stamps from generate, expected 11"
+    assert point(prefill_s=0.1, step_s=0.0)["status"].startswith("invalid: a decode step took 0")
+
+
+def test_rate_refuses_non_positive_times(monkeypatch):
+    bench = load_bench(monkeypatch)
+    assert bench.rate(4, 8, 0.5) == {"status": "ok", "tokens_per_s": 64.0, "ms_per_step": 62.5}
+    for secs in (0.0, -3.98, float("nan"), float("inf")):
+        row = bench.rate(4, 8, secs)
+        assert row["status"].startswith("invalid: ") and "tokens_per_s" not in row
+
+
+def fla_result(rows):
+    zoo = [dict(model="deltanet", impl="zoo graph", batch=1, context=c, status="ok", tokens_per_s=230.0) for c in (1024, 2048, 4096)]
+    return {"device": "test", "contexts": [1024, 2048, 4096], "batches": [1], "notes": [], "rows": zoo + rows}
+
+
+def test_render_marks_invalid_fla_points_and_skips_them_in_ratios(tmp_path, monkeypatch):
+    bench = load_bench(monkeypatch)
+    fla = dict(model="deltanet", impl="fla HF generate", batch=1)
+    result = fla_result([
+        dict(fla, context=1024, status="ok", tokens_per_s=15.0, peak_gib=1.27, prefill_plus_1_s=0.08),
+        dict(fla, context=2048, status="ok", tokens_per_s=-4.0, peak_gib=1.30, prefill_plus_1_s=5.5),  # old runs
+        dict(fla, context=4096, status="invalid: slowest step 5 s is over 10× the median", peak_gib=1.36),
+    ])
+    md = bench.render(result)
+    line = next(x for x in md.splitlines() if x.startswith("| deltanet | fla HF generate | 1 |") and "15" in x)
+    assert line == ("| deltanet | fla HF generate | 1 | 15 | invalid (autotune inside the timed prefill) | "
+                    "invalid (slowest step 5 s is over 10× the median) |")
+    assert "| deltanet | fla HF generate | 1 | 1.27 | 1.30 | 1.36 |" in md  # memory still shown
+    assert "deltanet zoo graph / fla HF generate at batch 1: 15.3× over context 1K\n" in md
+    assert "-" not in md.split("zoo graph / fla")[1].split("\n")[0]
+    src = tmp_path / "run" / "generate.json"
+    src.parent.mkdir()
+    src.write_text(json.dumps(result))
+    bench.main(["--render", str(src), "--out", str(tmp_path / "md")])
+    assert (tmp_path / "md" / "generate.md").read_text() == md
