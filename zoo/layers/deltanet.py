@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo import kernels
+from zoo.layers.norm import l2_normalize
 from zoo.layers.recurrent import RecurrentCache, RecurrentMixer
 
 
@@ -63,8 +64,7 @@ class DeltaNet(RecurrentMixer):
         q, k, v = self.qkv(x, cu_seqlens, cache)
         dtype = v.dtype  # the projections' dtype: bf16 under autocast while x stays fp32
         f32 = torch.promote_types(dtype, torch.float32)  # at least fp32 for norms and gates
-        q = F.normalize(q.to(f32), dim=-1, eps=1e-6).to(dtype)
-        k = F.normalize(k.to(f32), dim=-1, eps=1e-6).to(dtype)
+        q, k = l2_normalize(q), l2_normalize(k)
         beta = torch.sigmoid(self.b_proj(x).to(f32)).to(dtype)
         g = None
         if self.gated:

@@ -31,6 +31,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from zoo.layers.norm import l2_normalize
 from zoo.layers.recurrent import RecurrentCache, RecurrentMixer
 
 FEATURE_MAPS = ("l2", "elu1", "identity")
@@ -151,8 +152,7 @@ class LinearAttention(RecurrentMixer):
     def _feature(self, x: torch.Tensor) -> torch.Tensor:
         fm = self.config.feature_map
         if fm == "l2":
-            f32 = torch.promote_types(x.dtype, torch.float32)
-            return F.normalize(x.to(f32), dim=-1, eps=1e-6).to(x.dtype)
+            return l2_normalize(x)
         if fm == "elu1":
             return F.elu(x) + 1.0
         return x

@@ -32,6 +32,48 @@ class RecurrentCache:
     v_tail: Optional[torch.Tensor]
 
 
+class _ConvSiluFn(torch.autograd.Function):
+    """silu(causal depthwise conv) of a left-padded input; saves only the input and the weight
+    (the backward recomputes the pre-activation)."""
+
+    @staticmethod
+    def forward(ctx, xp, w, keep):
+        """xp [B, size-1+T, C], w [C, size] (w[:, -1] multiplies the current token), keep [size, T]
+        or None: keep[s, t] zeroes the input s tokens back at t (a document start within s)."""
+        ctx.save_for_backward(xp, w, keep)
+        return F.silu(_conv(xp, w, keep))
+
+    @staticmethod
+    def backward(ctx, dout):
+        xp, w, keep = ctx.saved_tensors
+        size = w.shape[1]
+        T = xp.shape[1] - size + 1
+        dt = torch.promote_types(xp.dtype, torch.float32)
+        y = _conv(xp.to(dt), w.to(dt), None if keep is None else keep.to(dt))
+        s = torch.sigmoid(y)
+        dy = dout.to(dt) * s * (1 + y * (1 - s))
+        dxp = torch.zeros(xp.shape, dtype=dt, device=xp.device)
+        dw = torch.empty(w.shape, dtype=dt, device=w.device)
+        for shift in range(size):
+            lo = size - 1 - shift
+            d = dy if keep is None or shift == 0 else dy * keep[shift, :, None].to(dt)
+            dxp[:, lo : lo + T] += d * w[:, -1 - shift].to(dt)
+            dw[:, -1 - shift] = (d * xp[:, lo : lo + T].to(dt)).sum((0, 1))
+        return dxp.to(xp.dtype), dw.to(w.dtype), None
+
+
+def _conv(xp, w, keep):
+    size = w.shape[1]
+    T = xp.shape[1] - size + 1
+    y = xp[:, size - 1 :] * w[:, -1]
+    for shift in range(1, size):
+        past = xp[:, size - 1 - shift : size - 1 - shift + T]
+        if keep is not None:
+            past = past * keep[shift, :, None]
+        y = y + past * w[:, -1 - shift]
+    return y
+
+
 class ShortConvolution(nn.Module):
     """Causal depthwise conv over time followed by SiLU; never reads across a document start."""
 
@@ -49,14 +91,11 @@ class ShortConvolution(nn.Module):
         B, T, C = x.shape
         left = tail if tail is not None else x.new_zeros(B, self.size - 1, C)
         xp = torch.cat([left.to(x.dtype), x], dim=1)  # [B, size-1+T, C]
-        w = self.weight[:, 0, :].to(x.dtype)  # [C, size]; w[:, -1] multiplies the current token
-        y = xp[:, self.size - 1 :] * w[:, -1]
-        for shift in range(1, self.size):
-            past = xp[:, self.size - 1 - shift : self.size - 1 - shift + T]
-            if pos is not None:
-                past = past * (pos >= shift).to(x.dtype)[None, :, None]
-            y = y + past * w[:, -1 - shift]
-        return F.silu(y), xp[:, -(self.size - 1) :] if self.size > 1 else xp[:, :0]
+        keep = None
+        if pos is not None:
+            keep = (pos[None, :] >= torch.arange(self.size, device=pos.device)[:, None]).to(x.dtype)
+        out = _ConvSiluFn.apply(xp, self.weight[:, 0, :].to(x.dtype), keep)
+        return out, xp[:, -(self.size - 1) :] if self.size > 1 else xp[:, :0]
 
 
 class RecurrentMixer(nn.Module):

@@ -1,0 +1,91 @@
+"""Hand-written backwards (RMSNorm, L2 norm, SwiGLU's silu·mul, conv+SiLU) against autograd of
+the plain formulas, and what they keep for the backward."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck
+
+from zoo.layers.mlp import SwiGLU, _SiluMulFn
+from zoo.layers.norm import RMSNorm, _RMSNormFn, l2_normalize
+from zoo.layers.recurrent import ShortConvolution, _ConvSiluFn
+
+f64 = dict(dtype=torch.float64)
+
+
+def _saved(fn, *args):
+    """Storages kept for the backward by fn(*args), as (shape, dtype) pairs."""
+    kept = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = (tuple(t.shape), t.dtype)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return list(kept.values())
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_rmsnorm_gradients(gated):
+    x = torch.randn(3, 5, 8, **f64, requires_grad=True)
+    w = torch.randn(8, **f64, requires_grad=True)
+    g = torch.randn(3, 5, 8, **f64, requires_grad=True) if gated else None
+    args = (x, w) + ((g,) if gated else ())
+    assert gradcheck(lambda *a: _RMSNormFn.apply(a[0], a[1], a[2] if gated else None, 1e-6, torch.float64), args)
+    ref = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w * (F.silu(g) if gated else 1)
+    got = _RMSNormFn.apply(x, w, g, 1e-6, torch.float64)
+    torch.testing.assert_close(got, ref)
+
+
+def test_rmsnorm_keeps_input_and_rstd_only_and_returns_autocast_dtype():
+    norm = RMSNorm(64)
+    x = torch.randn(2, 16, 64, requires_grad=True)
+    kept = _saved(norm, x)
+    assert sorted(s for s, _ in kept) == [(2, 16, 1), (2, 16, 64), (64,)]
+    assert norm(x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert norm(x).dtype == torch.bfloat16
+
+
+def test_l2_normalize_matches_f_normalize_including_tiny_rows():
+    x = torch.randn(4, 6, **f64)
+    x[0] *= 1e-9  # below eps: F.normalize divides by eps there
+    x.requires_grad_()
+    dy = torch.randn_like(x)
+    got, ref = l2_normalize(x), F.normalize(x, dim=-1, eps=1e-6)
+    torch.testing.assert_close(got, ref)
+    ga, = torch.autograd.grad(got, x, dy)
+    gb, = torch.autograd.grad(ref, x, dy)
+    torch.testing.assert_close(ga, gb)
+    xb = torch.randn(3, 8, dtype=torch.bfloat16, requires_grad=True)
+    assert l2_normalize(xb).dtype == torch.bfloat16
+    assert [d for _, d in _saved(l2_normalize, xb)] == [torch.bfloat16, torch.float32]  # no fp32 copy of x
+
+
+def test_silu_mul_gradients_and_swiglu_output():
+    g = torch.randn(3, 7, **f64, requires_grad=True)
+    u = torch.randn(3, 7, **f64, requires_grad=True)
+    assert gradcheck(_SiluMulFn.apply, (g, u))
+    mlp = SwiGLU(8, 16).double()
+    x = torch.randn(2, 3, 8, **f64)
+    ref = mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+    torch.testing.assert_close(mlp(x), ref)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_conv_silu_gradients_and_output(packed):
+    T, C, size = 9, 5, 4
+    xp = torch.randn(2, size - 1 + T, C, **f64, requires_grad=True)
+    w = torch.randn(C, size, **f64, requires_grad=True)
+    pos = torch.tensor([0, 1, 2, 0, 1, 2, 3, 4, 0])
+    keep = (pos[None, :] >= torch.arange(size)[:, None]).double() if packed else None
+    assert gradcheck(lambda a, b: _ConvSiluFn.apply(a, b, keep), (xp, w))
+    # the module against a direct depthwise conv1d (+ SiLU), documents cut where pos restarts
+    conv = ShortConvolution(C, size).double()
+    x = torch.randn(1, T, C, **f64)
+    out, tail = conv(x, pos if packed else None)
+    starts = [0, 3, 8, T] if packed else [0, T]
+    want = torch.cat([F.silu(F.conv1d(F.pad(x[:, a:b].transpose(1, 2), (size - 1, 0)), conv.weight, groups=C))
+                      .transpose(1, 2) for a, b in zip(starts, starts[1:])], dim=1)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(tail, x[:, -(size - 1):])
