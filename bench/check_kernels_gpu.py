@@ -319,7 +319,7 @@ def sweep(zk, ch, budget_end, groups=None):
         ("solve", [dict(solve_warps=w) for w in (1, 2, 4)]),
         ("wu", [dict(wu_warps=w, wu_stages=st) for w in (4, 8) for st in (1, 2)]),
         ("bwd", [dict(bwd_warps=w, bwd_bk=bk, bwd_bv=bv) for w in (4, 8)
-                 for (bk, bv) in ((64, 64), (32, 64), (64, 128), (32, 128), (128, 32), (128, 64))]),
+                 for (bk, bv) in ((64, 64), (64, 128), (128, 32), (128, 64))]),  # bk 32: illegal address at K=128
         ("bwd_dh", [dict(bwd_dh_bv=bv, bwd_dh_warps=w) for bv in (32, 64) for w in (4, 8)]),
         ("fwd", [dict(fwd_bv=bv, fwd_stages=st) for bv in (32, 64) for st in (1, 2)]),
     ]

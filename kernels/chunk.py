@@ -731,6 +731,10 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
     dv = _alloc(v.shape, device=v.device, dtype=v.dtype)
     dbeta = _alloc(beta.shape, device=beta.device, dtype=beta.dtype)
     dg = _alloc(g.shape, device=g.device, dtype=g.dtype) if g is not None else None
+    BK = min(_cfg("bwd_bk", 64), _pow2(K))
+    if BK < min(64, _pow2(K)):
+        raise ValueError(f"TUNING['bwd_bk']={BK} with K={K}: key blocks under 64 raised an illegal memory "
+                         "access on an H100 (Triton 3.6) in the backward; use 64 or 128")
     if meta.total:
         interp = _interpreting()
         _bwd_kernel[(meta.total, H)](
@@ -738,7 +742,7 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
             *meta.chunks(p),
             dq, dk, dv, dbeta, dg if dg is not None else dbeta,
             scale, meta.T, meta.NT, H,
-            K=K, V=V, BK=min(_cfg("bwd_bk", 64), _pow2(K)), BV=min(_cfg("bwd_bv", 64), _pow2(V)),
+            K=K, V=V, BK=BK, BV=min(_cfg("bwd_bv", 64), _pow2(V)),
             USE_G=g is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "bwd"), UP=_up(dt),
             num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1),
         )

@@ -128,3 +128,12 @@ def test_precision_presets(preset, monkeypatch):
     x = make_inputs(1, 70, 2, 32, 32, dtype=torch.float64, gated=True)
     x = {n: (t.to(torch.bfloat16).double() if (t is not None and n != "h0") else t) for n, t in x.items()}
     _compare(_fwd_bwd(fn, x, True, torch.bfloat16), _fwd_bwd(ref, x, True, torch.float64), TOL[torch.bfloat16])
+
+
+def test_backward_refuses_key_blocks_that_crashed_on_gpu(monkeypatch):
+    monkeypatch.setitem(chunk_mod.TUNING, "bwd_bk", 32)
+    x = make_inputs(1, 20, 1, 64, 16)
+    leaves = [t.detach().clone().requires_grad_() for t in (x["q"], x["k"], x["v"], x["beta"])]
+    o, _ = chunk_delta_rule(*leaves)
+    with pytest.raises(ValueError, match="bwd_bk"):
+        o.sum().backward()
