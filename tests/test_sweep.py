@@ -11,9 +11,9 @@ import torch
 from zoo.cli import main
 from zoo.config import load_recipe
 from zoo.model import ZooModel
-from zoo.sweep import (SweepConfig, SweepError, _query_logits, finished_keys, grid_points, latest_per_key,
-                       load_records, load_sweep_recipe, max_labelled, parse_axis, point_key, render_markdown, run_point,
-                       split_values)
+from zoo.sweep import (SweepConfig, SweepError, _query_logits, finished_records, grid_points, group_runs,
+                       latest_per_key, load_records, load_sweep_recipe, max_labelled, parse_axis, parse_best_over,
+                       point_key, render_markdown, run_point, split_values)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_records_resume_bookkeeping(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"key": "z", "sta')  # torn last line
     loaded = load_records(path)
     assert loaded == recs
-    assert finished_keys(loaded) == {"x", "y"}
+    assert set(finished_records(loaded)) == {"x", "y"}
     assert [r["accuracy"] for r in latest_per_key(loaded)] == [0.99, 0.5]  # a finished run beats a later cut one
     path.write_text("not json\n" + json.dumps(recs[0]) + "\n")
     with pytest.raises(SweepError, match="r.jsonl:1 is not valid JSON"):
@@ -184,7 +184,7 @@ def test_markdown_has_the_mad_average():
     assert "| `attn*2` | 128 | (recipe defaults) | 1/6 | 0.500 |" in md  # cut runs are left out
 
 
-@pytest.mark.parametrize("name,points", [("mqar", 48), ("mad", 12)])
+@pytest.mark.parametrize("name,points", [("mqar", 144), ("mad", 12)])
 def test_shipped_recipes_build(name, points):
     path = ROOT / "recipes" / f"{name}.yaml"
     recipe, sweep = load_sweep_recipe(path)
@@ -223,3 +223,115 @@ def test_crashing_point_is_recorded_and_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sweep_mod, "run_point", real)
     zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--dry-run")
     assert "todo  model.pattern=delta*2" in capsys.readouterr().out
+
+
+def mqar_row(pattern, acc, lr=None, status="done", d_model=128, recorded_lr=None):
+    """A results record; ``lr`` None: a run from before the lr axis (no override, ``recorded_lr`` recorded)."""
+    overrides = ["data.seq_len=512", f"model.d_model={d_model}", f"model.pattern={pattern}"]
+    overrides += [f"train.lr={lr}"] if lr is not None else []
+    return {"key": point_key("mqar", overrides), "recipe": "mqar", "overrides": overrides, "pattern": pattern,
+            "d_model": d_model, "n_heads": 1, "accuracy": acc, "best_accuracy": acc, "best_step": 1, "status": status,
+            "steps": 1, "max_steps": 1, "steps_per_s": 1, "seconds": 1, "params": 1,
+            "lr": float(lr) if lr is not None else recorded_lr}
+
+
+def test_best_over_groups_points_and_names_the_winner():
+    rows = [mqar_row("delta*2", 0.2, "1e-3"), mqar_row("delta*2", 0.001, recorded_lr=0.003),  # from before the axis
+            mqar_row("delta*2", 0.998, "1e-2"), mqar_row("linear*2", 0.99, "1e-3"),
+            mqar_row("linear*2", 0.995, "3e-3", status="cut"), mqar_row("delta*2", float("nan"), "1e-3", "error", 256)]
+    delta, linear, wide = group_runs(rows, ["train.lr"])
+    assert (delta.best["accuracy"], delta.tried, delta.to_run, len(delta.members)) == (0.998, 3, 0, 3)
+    assert (linear.best["accuracy"], linear.tried, linear.to_run) == (0.99, 1, 2)  # the cut run does not win
+    assert (wide.best["status"], wide.tried, wide.to_run) == ("error", 0, 2)
+    md = render_markdown(rows, "t", ["train.lr"])
+    assert "## data.seq_len=512\n" in md  # one table: train.lr is left out of the setting
+    assert "| `delta*2` | 0.998 (lr 0.01, best of 3) | error (lr 0.001, 2 to run) |" in md
+    assert "| `linear*2` | 0.990 (lr 0.001, 2 to run) | — |" in md
+    assert md.split("## All runs")[1].count("| `") == 6  # every run is kept
+    # without best-over keys each lr is its own setting, as before
+    plain = render_markdown(rows, "t")
+    assert "## data.seq_len=512 train.lr=1e-2" in plain and "| `delta*2` | 0.998 |" in plain
+    assert "best accuracy over" not in plain
+
+
+def test_best_over_group_with_only_unfinished_runs():
+    rows = [mqar_row("delta*2", 0.5, "3e-3", status="cut"), mqar_row("delta*2", 0.7, "1e-2", status="cut"),
+            mqar_row("linear*2", 0.9, "3e-3")]
+    md = render_markdown(rows, "t", ["train.lr"])
+    assert "| `delta*2` | 0.700 (cut, lr 0.01, 1 to run) |" in md  # best of what exists, marked as unfinished
+    assert "| `linear*2` | 0.900 (lr 0.003, 1 to run) |" in md  # lr 1e-2 ran for delta*2 only
+
+
+def test_mad_average_takes_the_best_per_task():
+    def row(task, lr, acc, pattern="delta*2"):
+        overrides = [f"data.mad.task={task}", f"model.pattern={pattern}", f"train.lr={lr}"]
+        return {"key": point_key("mad", overrides), "recipe": "mad", "overrides": overrides, "pattern": pattern,
+                "task": f"mad:{task}(T=32, V=16)", "d_model": 128, "n_heads": 2, "accuracy": acc, "best_accuracy": acc,
+                "best_step": 1, "status": "done", "steps": 1, "max_steps": 1, "steps_per_s": 1, "seconds": 1,
+                "params": 1, "lr": float(lr)}
+
+    rows = [row("in_context_recall", "1e-3", 0.9), row("in_context_recall", "1e-4", 1.0),
+            row("compression", "1e-3", 0.5), row("compression", "1e-4", 0.2, "attn*2")]  # lr 1e-4 ran for compression, but not for delta*2
+    md = render_markdown(rows, "t", ["train.lr"])
+    assert "| `delta*2` | 128 | (recipe defaults) | 2/6 | 0.750 | lr 0.0001 (1), lr 0.001 (1); 1 to run |" in md
+    assert "| `attn*2` | 128 | (recipe defaults) | 1/6 | 0.200 | lr 0.0001 (1); 1 to run |" in md
+
+
+def test_committed_mqar_results_render_as_one_lr_groups():
+    records = load_records(ROOT / "bench" / "results" / "mqar.jsonl")
+    assert records and not any(o.startswith("train.lr=") for r in records for o in r["overrides"])
+    md = render_markdown(records, "t", load_sweep_recipe(ROOT / "recipes" / "mqar.yaml")[1].best_over)
+    assert "| `delta*2` | 0.001 (lr 0.003) | 0.993 (cut, lr 0.003) |" in md
+    assert "| `linear*2` | 0.990 (lr 0.003) | — |" in md
+
+
+def test_parse_best_over():
+    assert parse_best_over(["train.lr,train.weight_decay", "train.lr"]) == ["train.lr", "train.weight_decay"]
+    assert parse_best_over(["model.mixers.swa.window"]) == ["model.mixers.swa.window"]  # under a free mapping
+    for bad, message in [("train.lrr", "not a recipe key"), ("train.lr=1e-3", "the key alone"),
+                         ("model.d_model", "row or column"), ("sweep.max_seconds", "not a recipe key")]:
+        with pytest.raises(SweepError, match=message):
+            parse_best_over([bad])
+
+
+LR_TINY = TINY.replace('sweep: {grid: ["model.pattern=delta*2,linear*2"], log_every: 1}',
+                       'sweep: {grid: ["model.pattern=delta*2,linear*2", "train.lr=1e-3,3e-3"], best_over: [train.lr], '
+                       'log_every: 1}')
+
+
+def test_grid_keeps_best_over_axes_and_old_runs_count(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(LR_TINY)
+    stem = tmp_path / "res"
+    old = mqar_row("delta*2", 0.5, recorded_lr=0.003)  # a run from before the lr axis, at the recipe's lr 3e-3
+    old.update(recipe="tiny", overrides=["model.pattern=delta*2"], key=point_key("tiny", ["model.pattern=delta*2"]))
+    stem.with_suffix(".jsonl").write_text(json.dumps(old) + "\n")
+    zoo("sweep", str(recipe), "--out", str(stem), "--grid", "model.pattern=delta*2", "--dry-run")
+    out = capsys.readouterr().out
+    assert "2 points, 1 already in" in out  # --grid replaced the pattern axis, kept the lr axis
+    assert "todo  model.pattern=delta*2 train.lr=1e-3" in out and "done  model.pattern=delta*2 train.lr=3e-3" in out
+    zoo("sweep", str(recipe), "--out", str(stem), "--grid", "model.pattern=delta*2", "train.lr=1e-3", "--dry-run")
+    assert "1 points, 0 already in" in capsys.readouterr().out  # pinning the key drops its axis
+    old["status"] = "cut"  # an unfinished old run does not count
+    stem.with_suffix(".jsonl").write_text(json.dumps(old) + "\n")
+    zoo("sweep", str(recipe), "--out", str(stem), "--grid", "model.pattern=delta*2", "--dry-run")
+    assert "2 points, 0 already in" in capsys.readouterr().out
+
+
+def test_best_over_from_the_command_line(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.replace("steps: 3", "steps: 1").replace("val_every: 2", "val_every: 1"))
+    stem = tmp_path / "res"
+    # the recipe has no best-over keys: sweep.best_over=... (a runner option) sets them for this run's tables
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--grid", "model.pattern=delta*2",
+        "--grid", "train.lr=1e-3,1e-2", "sweep.best_over=[train.lr]")
+    md = stem.with_suffix(".md").read_text()
+    assert "best of 2" in md and md.split("## All runs")[1].count("| `delta*2`") == 2
+    zoo("sweep", str(recipe), "--out", str(stem), "--render")  # the recipe's (empty) best_over: a table per lr
+    assert "## train.lr=1e-3" in stem.with_suffix(".md").read_text()
+    zoo("sweep", str(recipe), "--out", str(stem), "--render", "--best-over", "train.lr", "--best-over", "train.seed")
+    md = stem.with_suffix(".md").read_text()
+    assert "(lr 0.0" in md and "seed 1234" in md and "best of 2" in md
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(recipe), "--out", str(stem), "--best-over", "train.lrr", "--dry-run"])
+    assert exc.value.code == 2 and "train.lrr" in capsys.readouterr().err

@@ -123,15 +123,21 @@ def sweep(
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda when available)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the points (done/todo) and exit"),
     render_only: bool = typer.Option(False, "--render", help="Only rewrite STEM.json/.md/.png from STEM.jsonl"),
+    best_over: Optional[List[str]] = typer.Option(None, "--best-over", help="Tables show the best accuracy over "
+                                                  "these keys, e.g. train.lr (repeatable or comma-separated; "
+                                                  "default: the recipe's sweep.best_over)"),
 ) -> None:
     """Train a synthetic recipe (MQAR, MAD) over a grid; one accuracy table, resumable point by point."""
-    from zoo.sweep import command_line, render, run_sweep
+    from zoo.sweep import command_line, load_sweep_recipe, parse_best_over, render, run_sweep
 
+    keys = parse_best_over(best_over) if best_over else None
     if render_only:
-        render(out or Path("runs") / "sweeps" / Path(recipe).stem, echo=typer.echo)
+        keys = keys if keys is not None else parse_best_over(load_sweep_recipe(recipe)[1].best_over)
+        render(out or Path("runs") / "sweeps" / Path(recipe).stem, echo=typer.echo, best_over=keys)
         return
     run_sweep(recipe, grid or (), overrides or (), out=out, budget=budget, device=device, dry_run=dry_run,
-              command=command_line(recipe, overrides or (), grid or (), out, budget), echo=typer.echo)
+              command=command_line(recipe, overrides or (), grid or (), out, budget, keys or ()), best_over=keys,
+              echo=typer.echo)
 
 
 @app.command("import")

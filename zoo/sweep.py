@@ -12,6 +12,15 @@ point (and drops a grid axis on that key); ``sweep.KEY=VALUE`` (e.g. ``sweep.max
 runner's options instead and is not part of a point's identity. With no ``--grid``, the recipe's
 ``sweep.grid`` is used.
 
+Best over (the papers' protocol): Zoology and the DeltaNet paper report, per model and width, the best
+accuracy over a learning-rate sweep. ``sweep.best_over: [train.lr]`` in the recipe (or ``--best-over
+train.lr``) groups points that differ only in those keys: the summary tables show the group's best
+accuracy and the value that won (``0.998 (lr 0.001, best of 3)``), and "All runs" keeps every run. A
+``--grid`` replaces the recipe's axes except those on best-over keys, which every point keeps (pin the
+key, e.g. ``train.lr=3e-3``, or give it its own ``--grid`` to change that). A run recorded before its
+best-over axis existed (no ``train.lr`` among its overrides) stands for the point at the value it
+recorded (``lr``), so adding an lr axis reruns nothing already finished.
+
 Each run: a fresh ``ZooModel`` trained with AdamW + warmup + cosine (``train:`` section), bf16
 autocast on CUDA, batches generated on the device fresh every step. The loss and the logits are
 computed only at labelled positions (MQAR: the queries), which skips ~90% of the LM-head work.
@@ -31,6 +40,7 @@ The recipe may hold a ``sweep:`` section (``SweepConfig``); the rest is a normal
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 import json
 import math
@@ -60,6 +70,7 @@ class SweepConfig:
     stop_accuracy: Optional[float] = None  # stop a run once validation accuracy reaches this
     max_seconds: Optional[float] = None  # wall-clock cap per run (training + evaluation)
     log_every: int = 100  # steps between progress lines
+    best_over: List[str] = field(default_factory=list)  # keys to take the best accuracy over, e.g. [train.lr]
 
 
 @dataclass
@@ -138,6 +149,96 @@ def point_key(recipe_name: str, overrides: Sequence[str]) -> str:
     return recipe_name + " | " + " ".join(sorted(o.strip() for o in overrides))
 
 
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].strip()
+
+
+# ---- best over ---------------------------------------------------------------------------------
+
+_AXES_IN_TABLE = ("model.d_model", "model.n_heads", "model.pattern")  # a table's rows and columns
+_RECORD_FIELD = {"train.lr": "lr", "train.weight_decay": "weight_decay", "train.seed": "seed"}  # key -> record field
+
+
+def parse_best_over(items: Sequence[str]) -> List[str]:
+    """``["train.lr,train.weight_decay"]`` or ``["train.lr", "train.weight_decay"]`` -> the checked keys."""
+    from omegaconf import OmegaConf
+
+    from zoo.config import RunConfig
+
+    keys = list(dict.fromkeys(k.strip() for item in items for k in str(item).split(",") if k.strip()))
+    schema = OmegaConf.structured(RunConfig)
+    for k in keys:
+        if "=" in k:
+            raise SweepError(f"best over {k!r}: give the key alone (e.g. train.lr); its values come from the grid")
+        if k in _AXES_IN_TABLE:
+            raise SweepError(f"best over {k!r}: {k} is a row or column of the tables; take the best over "
+                             "training settings such as train.lr")
+        if k.split(".")[0] not in ("model", "data", "train") or not _in_schema(schema, k.split(".")):
+            raise SweepError(f"best over {k!r}: not a recipe key (e.g. train.lr, train.weight_decay, train.seed)")
+    return keys
+
+
+def _in_schema(node, path: Sequence[str]) -> bool:
+    """Whether the dotted ``path`` names a field of the structured config ``node`` (anything under a free mapping)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    for i, seg in enumerate(path):
+        if not isinstance(node, DictConfig) or seg not in node:
+            return False
+        node = node[seg]
+        if isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict and i < len(path) - 1:
+            return True  # e.g. model.mixers.swa.window: a mapping of free keys
+    return True
+
+
+def best_over_value(record: Dict[str, Any], key: str) -> str:
+    """The record's value of ``key``: its override, else the field it recorded (a run from before the axis)."""
+    raw = next((o.split("=", 1)[1].strip() for o in record.get("overrides", ()) if _key(o) == key),
+               record.get(_RECORD_FIELD.get(key, ""), "?"))
+    try:
+        return f"{float(raw):g}"
+    except (TypeError, ValueError):
+        return str(raw)
+
+
+def _label(record: Dict[str, Any], best_over: Sequence[str]) -> str:
+    """``lr 0.001`` (``lr 0.001 weight_decay 0`` for two keys): the best-over values of a run."""
+    return " ".join(f"{k.rsplit('.', 1)[-1]} {best_over_value(record, k)}" for k in best_over)
+
+
+@dataclass
+class Group:
+    """The runs of one point that differ only in the best-over keys (one run each when there are none)."""
+
+    setting: str  # its table: the overrides other than the table's rows/columns and the best-over keys
+    members: List[Dict[str, Any]]
+    best: Dict[str, Any] = field(default_factory=dict)  # highest accuracy of the finished members (else of all)
+    tried: int = 0  # best-over values with a finished run
+    to_run: int = 0  # values seen elsewhere in its table with no finished run here (cut, error or not run yet)
+
+
+def _acc(record: Dict[str, Any]) -> float:
+    acc = record.get("accuracy", float("nan"))
+    return acc if isinstance(acc, (int, float)) and math.isfinite(acc) else -1.0
+
+
+def group_runs(records: Sequence[Dict[str, Any]], best_over: Sequence[str] = ()) -> List[Group]:
+    """One Group per point of ``records`` (latest record per key), best-over keys left out of the identity."""
+    groups: Dict[Tuple, Group] = {}
+    for r in latest_per_key(records):
+        ident = (r.get("recipe"), tuple(sorted(o.strip() for o in r["overrides"] if _key(o) not in best_over)))
+        groups.setdefault(ident, Group(_setting(r, best_over), [])).members.append(r)
+    seen: Dict[str, set] = {}
+    for g in groups.values():
+        seen.setdefault(g.setting, set()).update(_label(r, best_over) for r in g.members)
+    for g in groups.values():
+        done = [r for r in g.members if r.get("status") not in RERUN]
+        g.best = max(done or g.members, key=_acc)  # the first of equals
+        g.tried = len({_label(r, best_over) for r in done})
+        g.to_run = len(seen[g.setting] - {_label(r, best_over) for r in (done or [g.best])})
+    return list(groups.values())
+
+
 # ---- results file ------------------------------------------------------------------------------
 
 def load_records(path: Path) -> List[Dict[str, Any]]:
@@ -161,9 +262,9 @@ def load_records(path: Path) -> List[Dict[str, Any]]:
 RERUN = ("cut", "error")  # statuses of points that run again on the next invocation
 
 
-def finished_keys(records: Sequence[Dict[str, Any]]) -> set:
-    """Keys of points that need no rerun (every status except ``cut`` and ``error``)."""
-    return {r["key"] for r in records if r.get("status") not in RERUN}
+def finished_records(records: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Key -> last record of the points that need no rerun (every status except ``cut`` and ``error``)."""
+    return {r["key"]: r for r in records if r.get("status") not in RERUN}
 
 
 def latest_per_key(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -339,8 +440,8 @@ def run_point(cfg, sweep: SweepConfig, device: str, deadline: Optional[float] = 
         "steps_per_s": round(step / train_time, 2) if train_time > 0 else None,
         "seconds": round(time.perf_counter() - t_start, 1), "evals": evals,
         "pattern": cfg.model.pattern, "d_model": cfg.model.d_model, "n_heads": cfg.model.n_heads,
-        "seq_len": train.seq_len, "task": train.name, "lr": tc.lr, "batch_size": tc.batch_size,
-        "precision": precision,
+        "seq_len": train.seq_len, "task": train.name, "lr": tc.lr, "weight_decay": tc.weight_decay,
+        "seed": tc.seed, "batch_size": tc.batch_size, "precision": precision,
     }
 
 
@@ -357,7 +458,8 @@ def load_sweep_recipe(path: str | Path):
     section = OmegaConf.to_container(section) if section is not None else {}
     try:
         sweep = merge(SweepConfig, section)
-    except ConfigError as err:
+        sweep.best_over = parse_best_over(sweep.best_over)
+    except (ConfigError, SweepError) as err:
         raise SweepError(f"{path}: sweep section: {err}") from None
     return recipe, sweep
 
@@ -376,11 +478,13 @@ def default_device() -> str:
 def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[str] = (), out: Optional[str] = None,
               budget: Optional[float] = None, device: Optional[str] = None, dry_run: bool = False,
               command: Optional[str] = None, extra: Optional[Dict[str, Any]] = None, report: bool = True,
+              best_over: Optional[Sequence[str]] = None,
               echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
     """Run every unfinished point of the grid; returns the records of this invocation's runs.
 
     ``extra``: fields added to every record (e.g. which kernel path ran); ``report=False`` only
     appends to STEM.jsonl (no .json/.md/.png), e.g. when only the results file is brought back.
+    ``best_over``: keys the reports take the best over (None: the recipe's ``sweep.best_over``).
     """
     from zoo.config import ConfigError, load_recipe
 
@@ -400,23 +504,28 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             sweep = merge(SweepConfig, asdict(sweep), overrides=runner)
         except ConfigError as err:
             raise SweepError(f"sweep override: {err}") from None
-    axes = [parse_axis(g) for g in (grid or sweep.grid)]
+    best_over = parse_best_over(sweep.best_over if best_over is None else best_over)
+    axes = [parse_axis(g) for g in grid]
+    named = {k for a in axes for k in a.keys}
+    axes += [a for a in map(parse_axis, sweep.grid)  # every point keeps the recipe's best-over axes
+             if not grid or (set(a.keys) & set(best_over) and not set(a.keys) & named)]
     points = grid_points(axes, overrides)
     stem = Path(out) if out else Path("runs") / "sweeps" / name
     jsonl = stem.with_suffix(".jsonl")
     records = load_records(jsonl)
-    done = finished_keys(records)
     configs = []
     for p in points:  # validate every point before training any
         try:
             configs.append(load_recipe(None, p, base=recipe))
         except ConfigError as err:
             raise SweepError(f"point {' '.join(p)}: {err}") from None
-    todo = [(p, c) for p, c in zip(points, configs) if point_key(name, p) not in done]
+    finished = finished_records(records)
+    done = [_is_done(finished, name, p, c, best_over) for p, c in zip(points, configs)]
+    todo = [(p, c) for p, c, d in zip(points, configs, done) if not d]
     echo(f"sweep {name}: {len(points)} points, {len(points) - len(todo)} already in {jsonl}, {len(todo)} to run")
     if dry_run:
-        for p in points:
-            echo(("done  " if point_key(name, p) in done else "todo  ") + " ".join(p))
+        for p, d in zip(points, done):
+            echo(("done  " if d else "todo  ") + " ".join(p))
         return []
     device = device or default_device()
     card = _device_name(device)
@@ -442,6 +551,7 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
                       "loss": float("nan"), "params": 0, "steps_per_s": None, "seconds": 0.0, "evals": [],
                       "pattern": cfg.model.pattern, "d_model": cfg.model.d_model, "n_heads": cfg.model.n_heads,
                       "seq_len": cfg.data.resolved_seq_len(), "task": cfg.data.type, "lr": cfg.train.lr,
+                      "weight_decay": cfg.train.weight_decay, "seed": cfg.train.seed,
                       "batch_size": cfg.train.batch_size, "precision": cfg.train.precision}
         record = {"key": point_key(name, p), "recipe": name, "overrides": list(p), **result, "device": card,
                   "torch": torch.__version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -451,56 +561,88 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
         echo(f"  -> {result['status']}: accuracy {result['accuracy']:.4f} after {result['steps']} steps "
              f"({result['seconds']}s, {result['steps_per_s']} steps/s)")
         if report:
-            render(stem, echo=lambda _: None)
+            render(stem, echo=lambda _: None, best_over=best_over)
     if report and new:
-        render(stem, echo=echo)
+        render(stem, echo=echo, best_over=best_over)
     return new
+
+
+def _is_done(finished: Dict[str, Dict[str, Any]], name: str, point: Sequence[str], cfg,
+             best_over: Sequence[str]) -> bool:
+    """Whether ``point`` has a finished record (``finished_records``), counting one from before its best-over axes.
+
+    Such a record lacks the point's best-over overrides and stands for the point when the values it
+    recorded (``lr``, ``weight_decay``, ``seed``) equal the point's.
+    """
+    if point_key(name, point) in finished:
+        return True
+    own = [o for o in point if _key(o) in best_over and _key(o) in _RECORD_FIELD]
+    old = finished.get(point_key(name, [o for o in point if o not in own])) if own else None
+    return old is not None and all(
+        old.get(_RECORD_FIELD[_key(o)]) == functools.reduce(getattr, _key(o).split("."), cfg) for o in own)
 
 
 # ---- reports ------------------------------------------------------------------------------------
 
-_AXES_IN_TABLE = ("model.d_model", "model.n_heads", "model.pattern")
-
-
-def _setting(record: Dict[str, Any]) -> str:
-    """The record's overrides other than width/heads/pattern: one table (and subplot) per setting."""
-    rest = [o for o in record["overrides"] if o.split("=", 1)[0] not in _AXES_IN_TABLE]
+def _setting(record: Dict[str, Any], best_over: Sequence[str] = ()) -> str:
+    """The record's overrides other than width/heads/pattern (and the best-over keys): one table per setting."""
+    rest = [o for o in record["overrides"] if _key(o) not in _AXES_IN_TABLE and _key(o) not in best_over]
     return " ".join(rest) or "(recipe defaults)"
 
 
-def _fmt_acc(r: Optional[Dict[str, Any]]) -> str:
-    if r is None:
+def _fmt_group(g: Optional[Group], best_over: Sequence[str]) -> str:
+    """A summary cell: ``0.993 (cut)``; with best-over keys ``0.998 (lr 0.001, best of 2, 1 to run)``."""
+    if g is None:
         return "—"
-    if r.get("status") == "error":
-        return "error"
-    mark = {"cut": " (cut)", "diverged": " (diverged)"}.get(r.get("status"), "")
-    return f"{r['accuracy']:.3f}{mark}"
+    r = g.best
+    notes = [r["status"]] if r.get("status") in ("cut", "diverged") else []
+    if best_over:
+        notes.append(_label(r, best_over))
+        if g.tried > 1:
+            notes.append(f"best of {g.tried}")
+        if g.to_run:
+            notes.append(f"{g.to_run} to run")
+    text = "error" if r.get("status") == "error" else f"{r['accuracy']:.3f}"
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _mad_average(rows: Sequence[Dict[str, Any]]) -> List[str]:
+def _mad_average(groups: Sequence[Group], best_over: Sequence[str]) -> List[str]:
     """Lines of a "MAD average" table: mean accuracy over the MAD tasks of each pattern/width/setting."""
+    from collections import Counter
+
     from zoo.data.config import MAD_TASKS
 
-    groups: Dict[Tuple[str, int, str], Dict[str, float]] = {}
-    for r in rows:
+    rows: Dict[Tuple[str, int, str], Dict[str, Group]] = {}
+    for g in groups:
+        r = g.best
         task = str(r.get("task", "")).partition("mad:")[2].split("(")[0]
         if task not in MAD_TASKS or r.get("status") in RERUN:
             continue
-        rest = " ".join(o for o in _setting(r).split() if not o.startswith("data.mad.task=")) or "(recipe defaults)"
-        groups.setdefault((r["pattern"], r["d_model"], rest), {})[task] = r["accuracy"]
-    if not groups:
+        rest = " ".join(o for o in g.setting.split() if not o.startswith("data.mad.task=")) or "(recipe defaults)"
+        rows.setdefault((r["pattern"], r["d_model"], rest), {})[task] = g
+    if not rows:
         return []
+    extra = " won by (tasks) |" if best_over else ""
     lines = ["## MAD average", "", f"Mean accuracy over the MAD tasks finished; a row with {len(MAD_TASKS)}/"
              f"{len(MAD_TASKS)} tasks is the six-task average (at the recipe's settings, not MAD's full protocol).",
-             "", "| pattern | d_model | setting | tasks | mean accuracy |", "|---|---|---|---|---|"]
-    for (pattern, width, rest), accs in groups.items():
-        lines.append(f"| `{pattern}` | {width} | {rest} | {len(accs)}/{len(MAD_TASKS)} | "
-                     f"{sum(accs.values()) / len(accs):.3f} |")
+             "", "| pattern | d_model | setting | tasks | mean accuracy |" + extra,
+             "|---|---|---|---|---|" + ("---|" if best_over else "")]
+    for (pattern, width, rest), by_task in rows.items():
+        line = (f"| `{pattern}` | {width} | {rest} | {len(by_task)}/{len(MAD_TASKS)} | "
+                f"{sum(g.best['accuracy'] for g in by_task.values()) / len(by_task):.3f} |")
+        if best_over:
+            wins = Counter(_label(g.best, best_over) for g in by_task.values())
+            to_run = sum(g.to_run for g in by_task.values())
+            won = ", ".join(f"{lab} ({n})" for lab, n in wins.items())
+            line += f" {won}{f'; {to_run} to run' if to_run else ''} |"
+        lines.append(line)
     return lines + [""]
 
 
-def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
+def render_markdown(records: Sequence[Dict[str, Any]], title: str, best_over: Sequence[str] = ()) -> str:
+    """The results page: a table per setting (best over ``best_over``), the MAD average, every run."""
     rows = latest_per_key(records)
+    groups = group_runs(records, best_over)
     lines = [f"# {title}", ""]
     devices = sorted({r.get("device", "?") for r in rows})
     dates = sorted(r.get("date", "") for r in rows)
@@ -511,17 +653,23 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
                   "(last evaluation of the run). Status: done = all steps, reached = stopped at the target "
                   "accuracy, time = per-run time cap, cut = stopped by the session budget, error = crashed "
                   "(cut and error points run again next time).", ""]
-    for setting in dict.fromkeys(_setting(r) for r in rows):
-        group = [r for r in rows if _setting(r) == setting]
-        widths = sorted({r["d_model"] for r in group})
-        patterns = list(dict.fromkeys(r["pattern"] for r in group))
+    if rows and best_over:
+        keys = ", ".join(f"`{k}`" for k in best_over)
+        lines += [f"Tables before \"All runs\" show each point's best accuracy over {keys} and the value that won; "
+                  "\"best of N\": N values finished for that point; \"N to run\": values run elsewhere in the table "
+                  "with no finished run for this point (cut, error or not run yet). \"All runs\" lists every run.", ""]
+    for setting in dict.fromkeys(g.setting for g in groups):
+        table = [g for g in groups if g.setting == setting]
+        widths = sorted({g.best["d_model"] for g in table})
+        patterns = list(dict.fromkeys(g.best["pattern"] for g in table))
         lines += [f"## {setting}", "", "| pattern | " + " | ".join(f"d={w}" for w in widths) + " |",
                   "|---|" + "---|" * len(widths)]
         for pat in patterns:
-            cells = [_fmt_acc(next((r for r in group if r["pattern"] == pat and r["d_model"] == w), None)) for w in widths]
+            cells = [_fmt_group(next((g for g in table if g.best["pattern"] == pat and g.best["d_model"] == w), None),
+                                best_over) for w in widths]
             lines.append(f"| `{pat}` | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += _mad_average(rows)
+    lines += _mad_average(groups, best_over)
     lines += ["## All runs", "",
               "| pattern | d_model | heads | setting | accuracy | best (step) | status | steps | steps/s | s | params | lr | card |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -539,8 +687,11 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> bool:
-    """Accuracy against d_model, one line per pattern, one panel per setting. False without matplotlib."""
+def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str, best_over: Sequence[str] = ()) -> bool:
+    """Accuracy (best over ``best_over``) against d_model, a line per pattern, a panel per setting.
+
+    False without matplotlib.
+    """
     try:
         import matplotlib
 
@@ -548,8 +699,8 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = [r for r in latest_per_key(records) if r.get("status") not in RERUN]
-    settings = list(dict.fromkeys(_setting(r) for r in rows))
+    rows = [(g.setting, g.best) for g in group_runs(records, best_over) if g.best.get("status") not in RERUN]
+    settings = list(dict.fromkeys(st for st, _ in rows))
     if not settings:
         return False
     import textwrap
@@ -562,7 +713,7 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
 
     fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4.4), squeeze=False)
     for ax, setting in zip(axes[0], settings):
-        group = [r for r in rows if _setting(r) == setting]
+        group = [r for st, r in rows if st == setting]
         for pat in dict.fromkeys(r["pattern"] for r in group):
             pts = sorted((r["d_model"], r["accuracy"]) for r in group if r["pattern"] == pat)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=pat)
@@ -577,15 +728,20 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str) -> b
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     shared = " ".join(t for t in settings[0].split() if t in common)
-    fig.suptitle(title + ("\n" + textwrap.fill(shared, 160) if shared else ""), fontsize=10)
+    best = f" (best over {', '.join(best_over)})" if best_over else ""
+    fig.suptitle(title + best + ("\n" + textwrap.fill(shared, 160) if shared else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
 
 
-def render(stem: str | Path, title: Optional[str] = None, echo: Callable[[str], None] = print) -> None:
-    """Rewrite STEM.json, STEM.md (and STEM.png) from STEM.jsonl; STEM.notes.md, if present, heads STEM.md."""
+def render(stem: str | Path, title: Optional[str] = None, echo: Callable[[str], None] = print,
+           best_over: Sequence[str] = ()) -> None:
+    """Rewrite STEM.json, STEM.md (and STEM.png) from STEM.jsonl; STEM.notes.md, if present, heads STEM.md.
+
+    ``best_over``: keys the summary tables and the plot take the best accuracy over (e.g. ``["train.lr"]``).
+    """
     stem = Path(stem)
     jsonl = stem.with_suffix(".jsonl")
     records = load_records(jsonl)
@@ -593,23 +749,25 @@ def render(stem: str | Path, title: Optional[str] = None, echo: Callable[[str], 
         raise SweepError(f"no results in {jsonl}: run the sweep first")
     title = title or f"zoo sweep: {records[0]['recipe']}"
     stem.with_suffix(".json").write_text(json.dumps(latest_per_key(records), indent=1) + "\n")
-    md = render_markdown(records, title)
+    md = render_markdown(records, title, best_over)
     notes = stem.parent / (stem.name + ".notes.md")
     if notes.is_file():
         head, _, rest = md.partition("\n\n")
         md = head + "\n\n" + notes.read_text().strip() + "\n\n" + rest
     stem.with_suffix(".md").write_text(md)
-    made = plot_results(records, stem.with_suffix(".png"), title)
+    made = plot_results(records, stem.with_suffix(".png"), title, best_over)
     echo(f"wrote {stem.with_suffix('.json')}, {stem.with_suffix('.md')}"
          + (f", {stem.with_suffix('.png')}" if made else " (no plot: matplotlib is not installed)"))
 
 
 def command_line(recipe: str, overrides: Sequence[str] = (), grid: Sequence[str] = (), out: Optional[str] = None,
-                 budget: Optional[float] = None) -> str:
+                 budget: Optional[float] = None, best_over: Sequence[str] = ()) -> str:
     """The ``zoo sweep`` invocation that reproduces a run (for the results' Commands section)."""
     parts = ["zoo", "sweep", recipe, *overrides]
     for g in grid:
         parts += ["--grid", g]
+    if best_over:
+        parts += ["--best-over", ",".join(best_over)]
     if out:
         parts += ["--out", str(out)]
     if budget is not None:
