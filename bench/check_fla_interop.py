@@ -375,6 +375,7 @@ def main() -> None:
     ap.add_argument("--cpu-interpret", action="store_true",
                     help="CPU: fla's kernels under the Triton interpreter, fp32, small sizes")
     ap.add_argument("--budget", type=float, default=480.0, help="Seconds after which remaining cases are skipped")
+    ap.add_argument("--cases", default="", help="comma list of case names to run (default: all, in order)")
     args = ap.parse_args()
     started = time.time()
     zoo = import_zoo()
@@ -419,7 +420,11 @@ def main() -> None:
     last = 0.0  # seconds the previous case took: the estimate for the next
     stopped = ""
     try:
-        for name, model_type, kw in cases(S):
+        known = [c[0] for c in cases(S)]
+        wanted = [c for c in args.cases.split(",") if c] or known
+        if set(wanted) - set(known):
+            sys.exit(f"unknown case(s) {sorted(set(wanted) - set(known))}; the cases are {', '.join(known)}")
+        for name, model_type, kw in (c for c in cases(S) if c[0] in wanted):
             t0 = time.time()
             if t0 + last - started > args.budget:
                 rows.append({"case": name, "error": f"skipped: {args.budget - (t0 - started):.0f} s of the "

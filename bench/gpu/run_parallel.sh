@@ -4,8 +4,9 @@
 #     bash bench/gpu/run_parallel.sh
 #     bash bench/gpu/run_parallel.sh --dry-run     # anywhere: check the wheels, print the commands
 # GPU0 bench/kernels.py; GPU1 bench/train.py (340M tokens/s, zoo vs fla, T=2048/4096: issue 5);
-# GPU2 bench/mqar.py (stages in priority order: issue 7); GPU3 bench/generate.py (decode against
-# context: issue 6). Margins (third job argument) and why: lib.sh and the scripts' docstrings.
+# GPU2 bench/mqar.py (stages in priority order: issue 7); GPU3 bench/check_fla_interop.py, the cases
+# not yet run on a GPU (issue 8; fla autotunes ~2 min per case). Margins (third job argument) and
+# why: lib.sh and the scripts' docstrings. (2026-11-27 ran bench/generate.py on GPU3.)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source bench/gpu/lib.sh
@@ -34,13 +35,13 @@ job kernels 0 60 python3 bench/kernels.py --out "$WORK/kernels" --budget-s @BUDG
 job train 1 20 python3 bench/train.py --out "$WORK/train" --budget @BUDGET@
 # mqar: a run still going at the budget is cut and recorded as cut; stage 1 is the headline
 job mqar 2 15 python3 bench/mqar.py --out "$WORK/mqar" --budget @BUDGET@
-# generate: per-context budget checks; a context at batch 64 / 64K can take ~20 s
-job generate 3 30 python3 bench/generate.py --out "$WORK/generate" --budget @BUDGET@
+# interop: a case starts only if the previous case's time fits; the first includes fla's autotune
+job interop 3 20 python3 bench/check_fla_interop.py --out "$WORK/interop" --budget @BUDGET@ \
+    --cases gated_deltanet,deltanet_hybrid
 wait_all
 
 status_lines
 show "kernels: training + decode timings" "$OUT/kernels.log" 24
 show "mqar: records" "$OUT/mqar.log" 14
-show "generate: decode tokens/s against context" "$WORK/generate/generate.md" 22 head
-grep -h "fla HF generate at batch" "$WORK/generate/generate.md" 2>/dev/null
+show "interop: fla 0.6.0 -> zoo" "$WORK/interop/fla_interop.md" 30 head
 show "train: 340M tokens/s (issue 5)" "$WORK/train/train.md" 30
