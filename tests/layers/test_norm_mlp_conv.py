@@ -89,3 +89,18 @@ def test_conv_silu_gradients_and_output(packed):
                       .transpose(1, 2) for a, b in zip(starts, starts[1:])], dim=1)
     torch.testing.assert_close(out, want)
     torch.testing.assert_close(tail, x[:, -(size - 1):])
+
+
+def test_no_grad_path_equals_autograd_path():
+    """Without autograd (decoding) the modules skip their Functions; the values must not change."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 16)
+    pos = torch.tensor([0, 1, 2, 0, 1, 2])
+    norm, conv = RMSNorm(16), ShortConvolution(16, 4)
+    mods = [norm, lambda t: norm(t, t.flip(-1)), l2_normalize, SwiGLU(16, 32), lambda t: conv(t[:1], pos)[0]]
+    for f in mods:
+        with torch.enable_grad():
+            a = f(x.clone().requires_grad_())
+        with torch.no_grad():
+            b = f(x)
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)

@@ -32,7 +32,8 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(_SiluMulFn.apply(self.gate_proj(x), self.up_proj(x)))
+        g, u = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(_SiluMulFn.apply(g, u) if torch.is_grad_enabled() else F.silu(g) * u)
 
     def flops_per_token(self) -> float:
         return 2.0 * sum(m.weight.numel() for m in (self.gate_proj, self.up_proj, self.down_proj))

@@ -1,7 +1,7 @@
 """RMSNorm (plain and output-gated: rmsnorm(o) * silu(gate)) and the L2 norm of DeltaNet's q, k.
 
 Both compute in at least fp32 and save only their inputs and one scalar per row for the backward,
-which recomputes the rest: the autograd graph of the same arithmetic would keep two or three
+which recomputes the rest (without autograd, e.g. while decoding, they skip the Function): the autograd graph of the same arithmetic would keep two or three
 fp32 copies of every normalised activation. Under autocast, RMSNorm returns the autocast dtype,
 so the projections that read it share one low-precision copy instead of casting one each.
 """
@@ -19,17 +19,23 @@ def _silu_grad(g: torch.Tensor) -> torch.Tensor:
     return s * (1 + g * (1 - s))
 
 
+def _rms_norm(x, weight, gate, eps: float, out_dtype: torch.dtype):
+    """(y, rstd [..., 1]): the forward of RMSNorm, with and without autograd."""
+    dt = torch.promote_types(x.dtype, torch.float32)
+    xf = x.to(dt)
+    rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    y = xf * rstd * weight.to(dt)
+    if gate is not None:
+        y = y * F.silu(gate.to(dt))
+    return y.to(out_dtype), rstd
+
+
 class _RMSNormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, gate, eps: float, out_dtype: torch.dtype):
-        dt = torch.promote_types(x.dtype, torch.float32)
-        xf = x.to(dt)
-        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        y = xf * rstd * weight.to(dt)
-        if gate is not None:
-            y = y * F.silu(gate.to(dt))
+        y, rstd = _rms_norm(x, weight, gate, eps, out_dtype)
         ctx.save_for_backward(x, weight, gate, rstd)
-        return y.to(out_dtype)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -64,18 +70,24 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return _RMSNormFn.apply(x, self.weight, gate, self.eps, _autocast_dtype(x))
+        args = (x, self.weight, gate, self.eps, _autocast_dtype(x))
+        return _RMSNormFn.apply(*args) if torch.is_grad_enabled() else _rms_norm(*args)[0]
+
+
+def _l2_norm(x, eps: float):
+    """(y, ‖x‖ [..., 1]): the forward of l2_normalize, with and without autograd."""
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    norm = xf.norm(dim=-1, keepdim=True)
+    return (xf / norm.clamp_min(eps)).to(x.dtype), norm
 
 
 class _L2NormFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, eps: float):
-        dt = torch.promote_types(x.dtype, torch.float32)
-        xf = x.to(dt)
-        norm = xf.norm(dim=-1, keepdim=True)
+        y, norm = _l2_norm(x, eps)
         ctx.save_for_backward(x, norm)
         ctx.eps = eps
-        return (xf / norm.clamp_min(eps)).to(x.dtype)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -90,4 +102,4 @@ class _L2NormFn(torch.autograd.Function):
 def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """x / max(‖x‖, eps) over the last dim, computed in at least fp32, returned in x's dtype
     (``F.normalize`` on an fp32 copy, without keeping that copy for the backward)."""
-    return _L2NormFn.apply(x, eps)
+    return _L2NormFn.apply(x, eps) if torch.is_grad_enabled() else _l2_norm(x, eps)[0]

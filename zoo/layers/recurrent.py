@@ -94,7 +94,8 @@ class ShortConvolution(nn.Module):
         keep = None
         if pos is not None:
             keep = (pos[None, :] >= torch.arange(self.size, device=pos.device)[:, None]).to(x.dtype)
-        out = _ConvSiluFn.apply(xp, self.weight[:, 0, :].to(x.dtype), keep)
+        w = self.weight[:, 0, :].to(x.dtype)
+        out = _ConvSiluFn.apply(xp, w, keep) if torch.is_grad_enabled() else F.silu(_conv(xp, w, keep))
         return out, xp[:, -(self.size - 1) :] if self.size > 1 else xp[:, :0]
 
 
