@@ -61,3 +61,20 @@ def losses():
     from zoo.train.plotting import read_metrics
 
     return lambda run_dir, key="train/loss": read_metrics(run_dir, (key,))[key]
+
+
+@pytest.fixture
+def interrupt_at():
+    """``interrupt_at(step)``: a callback raising KeyboardInterrupt after optimizer step ``step``
+    (as a deferred Ctrl-C does)."""
+    import lightning as L
+
+    class InterruptAt(L.Callback):
+        def __init__(self, step: int):
+            self.step = step
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == self.step:
+                raise KeyboardInterrupt
+
+    return InterruptAt

@@ -1,7 +1,6 @@
 """MAD compression through zoo train: the decoder head, a tiny run that learns, exact resume with the head."""
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
@@ -59,19 +58,10 @@ def test_tiny_compression_run_beats_chance(tiny_run, losses):
     assert {"head.out.weight", "head.mlp.1.weight"} <= set(state)
 
 
-class InterruptAt(L.Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
-
-
-def test_compression_resume_restores_the_head(tiny_run, losses):
+def test_compression_resume_restores_the_head(tiny_run, losses, interrupt_at):
     ref = tiny_run(COMPRESSION, name="ref")
     with pytest.raises(TrainingInterrupted) as info:
-        tiny_run(COMPRESSION, name="cut", callbacks=[InterruptAt(5)])
+        tiny_run(COMPRESSION, name="cut", callbacks=[interrupt_at(5)])
     cut = info.value.run_dir
     saved = torch.load(info.value.checkpoint, weights_only=True)["state_dict"]
     assert any(k.startswith("head.") for k in saved)

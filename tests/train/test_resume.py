@@ -1,33 +1,21 @@
 """Exact resume: a run interrupted at step k and resumed matches an uninterrupted run step by step."""
 from __future__ import annotations
 
-import lightning as L
 import pytest
 
 from zoo.train.checkpoint import list_checkpoints
 from zoo.train.run import TrainingInterrupted
 
 
-class InterruptAt(L.Callback):
-    """Raises KeyboardInterrupt after optimizer step ``step`` (as a deferred Ctrl-C does)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("extra", [[], ["train.micro_batch_size=2", "train.ckpt_every=3", "train.keep_last=1"]],
                          ids=["plain", "accumulate+periodic"])
-def test_interrupt_then_resume_matches_uninterrupted(tiny_run, losses, extra):
+def test_interrupt_then_resume_matches_uninterrupted(tiny_run, losses, interrupt_at, extra):
     ref = tiny_run(extra, name="ref")
     ref_losses = losses(ref)
     assert [s for s, _ in ref_losses] == list(range(1, 9))
 
     with pytest.raises(TrainingInterrupted) as info:
-        tiny_run(extra, name="cut", callbacks=[InterruptAt(5)])
+        tiny_run(extra, name="cut", callbacks=[interrupt_at(5)])
     cut = info.value.run_dir
     assert info.value.checkpoint is not None and info.value.checkpoint.name == "step-0000005.ckpt"
     assert [p.name for p in list_checkpoints(cut / "checkpoints")][-1] == "step-0000005.ckpt"
