@@ -613,6 +613,8 @@ def main(argv=None):
     ap.add_argument("--budget-s", type=float, default=470, help="skip remaining timings after this many seconds")
     ap.add_argument("--sweep", action="store_true", help="also sweep the decode kernel's block width / warps")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: gates,training,recurrent,decode")
+    ap.add_argument("--ops", default="", help="comma list: time only these training-shape ops (e.g. "
+                    "zoo.chunk_delta_rule for an A/B of two checkouts' kernels)")
     ap.add_argument("--render", metavar="JSON", help="only rewrite the markdown of an existing kernels.json")
     args = ap.parse_args(argv)
     if args.render:
@@ -649,8 +651,12 @@ def main(argv=None):
     bw = out["copy_bandwidth_Bps"]
     # fla's gated op goes last: its backward refuses to run on Hopper with Triton < 3.7.1 and its
     # forward autotune takes minutes per (H, K), so it gets whatever time is left.
-    late = ["fla.chunk_gated_delta_rule"]
-    first = [n for n in ALL_TRAIN if n not in late]
+    chosen = [n for n in args.ops.split(",") if n] or ALL_TRAIN
+    unknown = sorted(set(chosen) - set(ALL_TRAIN))
+    if unknown:
+        sys.exit(f"--ops: unknown {unknown}; choose from {ALL_TRAIN}")
+    late = [n for n in ["fla.chunk_gated_delta_rule"] if n in chosen]
+    first = [n for n in chosen if n not in late]
     sections = [("gates", lambda: run_gates(ops, zk, out, ["zoo.chunk_delta_rule", "zoo.chunk_gated_delta_rule",
                                                             "zoo.fused_recurrent_delta_rule",
                                                             "zoo.fused_recurrent_gated_delta_rule",

@@ -93,6 +93,18 @@ def random_cu(B: int, T: int, gen: torch.Generator, mean_doc: int = 512) -> torc
     return torch.tensor(sorted(cuts), dtype=torch.int32)
 
 
+def profile_steps(step: Callable[[], None], device, path: Path, steps: int = 2) -> None:
+    """Per-op CUDA time of ``steps`` training steps (torch.profiler), top 60 ops, written to ``path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    path.write_text(f"{steps} steps\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=60,
+                                                                    max_name_column_width=70))
+
+
 def measure(step: Callable[[], None], device, warmup: int, steps: int) -> Dict[str, float]:
     for _ in range(warmup):
         step()
@@ -258,11 +270,18 @@ def run(args) -> Dict[str, Any]:
             seconds[name] = time.time() - t0
             save()
 
-    def attempt(name: str, B: int, T: int, build: Callable[[], tuple], extra: Optional[dict] = None):
+    def attempt(name: str, B: int, T: int, build: Callable[[], tuple], extra: Optional[dict] = None,
+                profile: bool = False):
         def fn():
             torch.manual_seed(0)
             model, step_fn, params = build()
             r = measure(step_fn, device, warmup, steps)
+            if profile and device.type == "cuda":  # after timing, so it never enters the numbers
+                slug = name.lower().replace(" ", "_")
+                try:
+                    profile_steps(step_fn, device, out / f"profile_{slug}_{B}x{T}.txt")
+                except Exception as err:  # the row's numbers stand without it
+                    notes.append(f"{name} {B}x{T}: profile failed: {type(err).__name__}: {str(err)[:200]}")
             return {"model": name, "B": B, "T": T, "params": params, **(extra or {}),
                     "tokens_per_s": B * T / r["seconds_per_step"], **r}
         measured(name, B, T, fn)
@@ -308,16 +327,22 @@ def run(args) -> Dict[str, Any]:
         notes.append(f"fla not importable ({type(err).__name__}: {err}); its rows are missing")
     save()
     try:
-        for B, T in shapes:  # the headline comparison first, in case the time budget runs out
-            attempt("zoo DeltaNet", B, T, zoo_build("deltanet", B, T))
-            if fla_ok and device.type == "cuda":
-                attempt("fla DeltaNet", B, T, fla_build(B, T))
-        for B, T in shapes:
-            attempt("zoo hybrid SWA", B, T, zoo_build("hybrid_swa", B, T), {"attention": "auto"})
-            attempt("zoo Transformer++", B, T, zoo_build("transformer", B, T), {"attention": "auto"})
-            attempt("zoo Transformer++ (sdpa)", B, T,
-                    zoo_build("transformer", B, T, ["model.attention.backend=sdpa"]), {"attention": "sdpa"})
-        B, T = shapes[0]
+        # in priority order, in case the time budget runs out: the headline pair (profiled: per-op
+        # CUDA times in OUT/profile_*.txt), zoo's other models, then fla's longer shape, whose first
+        # use of a new shape may autotune for minutes
+        (B, T), (B2, T2) = shapes
+        attempt("zoo DeltaNet", B, T, zoo_build("deltanet", B, T), profile=True)
+        if fla_ok and device.type == "cuda":
+            attempt("fla DeltaNet", B, T, fla_build(B, T), profile=True)
+        attempt("zoo DeltaNet", B2, T2, zoo_build("deltanet", B2, T2))
+        for Bi, Ti in shapes:
+            attempt("zoo hybrid SWA", Bi, Ti, zoo_build("hybrid_swa", Bi, Ti), {"attention": "auto"})
+            attempt("zoo Transformer++", Bi, Ti, zoo_build("transformer", Bi, Ti), {"attention": "auto"})
+        if fla_ok and device.type == "cuda":
+            attempt("fla DeltaNet", B2, T2, fla_build(B2, T2))
+        for Bi, Ti in shapes:
+            attempt("zoo Transformer++ (sdpa)", Bi, Ti,
+                    zoo_build("transformer", Bi, Ti, ["model.attention.backend=sdpa"]), {"attention": "sdpa"})
         attempt("zoo DeltaNet packed docs", B, T, zoo_build("deltanet", B, T, packed=True),
                 {"cu_seqlens": "random, mean 512"})
         measured("zoo DeltaNet via zoo.train (Lightning)", B, T, lightning_row(B, T))

@@ -29,8 +29,14 @@ if ! $DRY; then
     fi
 fi
 
-# kernels: its budget only stops new timings; fla's gated autotune (~100 s) may run past it
-job kernels 0 60 python3 bench/kernels.py --out "$WORK/kernels" --budget-s @BUDGET@
+# kernels: its budget only stops new timings; fla's gated autotune (~100 s) may run past it. With a
+# candidate .gpu_fallback/chunk_alt.py (git-ignored, carried), an A/B against kernels/chunk.py first,
+# and the full benchmark from the faster (bench/gpu/kernels_ab.sh)
+if [ -f .gpu_fallback/chunk_alt.py ]; then
+    job kernels 0 60 bash bench/gpu/kernels_ab.sh .gpu_fallback/chunk_alt.py "$WORK/kernels" @BUDGET@
+else
+    job kernels 0 60 python3 bench/kernels.py --out "$WORK/kernels" --budget-s @BUDGET@
+fi
 # train: a row starts only if the same model's last row (compile included) fits in what is left
 job train 1 20 python3 bench/train.py --out "$WORK/train" --budget @BUDGET@
 # mqar: a run still going at the budget is cut and recorded as cut; stage 1 is the headline
