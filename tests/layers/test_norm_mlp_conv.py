@@ -1,4 +1,4 @@
-"""Hand-written backwards (RMSNorm, L2 norm, SwiGLU's silu·mul, conv+SiLU) against autograd of
+"""Hand-written backwards (RMSNorm, L2 norm, SwiGLU's silu·mul) against autograd of
 the plain formulas, and what they keep for the backward."""
 import pytest
 import torch
@@ -7,7 +7,6 @@ from torch.autograd import gradcheck
 
 from zoo.layers.mlp import SwiGLU, _SiluMulFn
 from zoo.layers.norm import RMSNorm, _RMSNormFn, l2_normalize
-from zoo.layers.recurrent import ShortConvolution, _ConvSiluFn
 
 f64 = dict(dtype=torch.float64)
 
@@ -72,32 +71,12 @@ def test_silu_mul_gradients_and_swiglu_output():
     torch.testing.assert_close(mlp(x), ref)
 
 
-@pytest.mark.parametrize("packed", [False, True])
-def test_conv_silu_gradients_and_output(packed):
-    T, C, size = 9, 5, 4
-    xp = torch.randn(2, size - 1 + T, C, **f64, requires_grad=True)
-    w = torch.randn(C, size, **f64, requires_grad=True)
-    pos = torch.tensor([0, 1, 2, 0, 1, 2, 3, 4, 0])
-    keep = (pos[None, :] >= torch.arange(size)[:, None]).double() if packed else None
-    assert gradcheck(lambda a, b: _ConvSiluFn.apply(a, b, keep), (xp, w))
-    # the module against a direct depthwise conv1d (+ SiLU), documents cut where pos restarts
-    conv = ShortConvolution(C, size).double()
-    x = torch.randn(1, T, C, **f64)
-    out, tail = conv(x, pos if packed else None)
-    starts = [0, 3, 8, T] if packed else [0, T]
-    want = torch.cat([F.silu(F.conv1d(F.pad(x[:, a:b].transpose(1, 2), (size - 1, 0)), conv.weight, groups=C))
-                      .transpose(1, 2) for a, b in zip(starts, starts[1:])], dim=1)
-    torch.testing.assert_close(out, want)
-    torch.testing.assert_close(tail, x[:, -(size - 1):])
-
-
 def test_no_grad_path_equals_autograd_path():
     """Without autograd (decoding) the modules skip their Functions; the values must not change."""
     torch.manual_seed(0)
     x = torch.randn(2, 6, 16)
-    pos = torch.tensor([0, 1, 2, 0, 1, 2])
-    norm, conv = RMSNorm(16), ShortConvolution(16, 4)
-    mods = [norm, lambda t: norm(t, t.flip(-1)), l2_normalize, SwiGLU(16, 32), lambda t: conv(t[:1], pos)[0]]
+    norm = RMSNorm(16)
+    mods = [norm, lambda t: norm(t, t.flip(-1)), l2_normalize, SwiGLU(16, 32)]
     for f in mods:
         with torch.enable_grad():
             a = f(x.clone().requires_grad_())
