@@ -8,17 +8,23 @@ Kernels (one launch per stage, all chunks at once):
   _solve_kernel  grid (chunks, H)          within-chunk cumulative log decay G and the UT transform
                                            Tinv = (I + A)^-1, from 16x16 diagonal-block inverses
                                            (forward substitution) merged by block substitution.
-  _wu_kernel     grid (chunks, H)          W = Tinv (beta e^G K), U = Tinv (beta V) and the masked,
-                                           decayed scores P = scale (Q K^T * exp(G_i - G_j), j <= i).
+  _wu_kernel     grid (chunks, H)          W = Tinv (beta e^G K), U = Tinv (beta V); for the gated
+                                           rule also the masked, decayed scores
+                                           P = scale (Q K^T * exp(G_i - G_j), j <= i).
   _fwd_kernel    grid (V blocks, N*H)      the state recurrence over chunks fused with the output
-                                           o = scale e^G Q S + P (U - W S); in the backward it
-                                           re-runs without the output to store S and U - W S.
-  _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient; stores
-                                           dS per chunk and d(U - W S).
+                                           o = scale e^G Q S + P (U - W S); the plain rule forms
+                                           P = scale Q K^T (j <= i) from the q and k tiles it loads
+                                           anyway (the gated one loads it: its decay matrix would
+                                           lengthen this sequential loop, measured 10-20% slower);
+                                           in the backward it re-runs without the output to store
+                                           S and U - W S.
+  _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient (P^T formed
+                                           in place likewise, or loaded); stores dS per chunk and
+                                           d(U - W S).
   _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass.
 Forward: solve + wu + fwd. Backward: wu + fwd (recompute) + bwd_dh + bwd. The forward keeps
-Tinv and G for the backward (65 values per token and head); W, U, P and the chunk states
-are recomputed.
+Tinv and G for the backward (65 values per token and head); W, U, the gated P and the chunk
+states are recomputed; the plain rule never stores P.
 
 Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
 Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (there every dot's operands are
@@ -277,7 +283,7 @@ def _wu_kernel(
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
 ):
-    """W = Tinv (beta e^G K), U = Tinv (beta V) and P = scale (Q K^T * exp(G_i - G_j)) on j <= i."""
+    """W = Tinv (beta e^G K), U = Tinv (beta V); gated: also P = scale (Q K^T * exp(G_i - G_j)) on j <= i."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
     t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN)
@@ -295,12 +301,11 @@ def _wu_kernel(
     for v0 in range(0, V, BV):
         b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0)
         _store_rows(u_out, _mm(b_t, (b_v * b_b[:, None]).to(DT), UP), t0, eos, H, h, V, BV, 64, v0)
-    b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-    s = _mm(b_q, tl.trans(b_k.to(DT)), UP) * scale
     if USE_G:
+        b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        s = _mm(b_q, tl.trans(b_k.to(DT)), UP) * scale
         s = s * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0))
-    s = tl.where(causal, s, 0.0)
-    _store_rows(p_out, s, t0, eos, H, h, 64, 64, 64, 0)
+        _store_rows(p_out, tl.where(causal, s, 0.0), t0, eos, H, h, 64, 64, 64, 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -325,6 +330,7 @@ def _fwd_kernel(
     ok = tl.arange(0, BK)
     ov = v0 + tl.arange(0, BV)
     o64 = tl.arange(0, 64)
+    causal = o64[:, None] >= o64[None, :]
     mkv = (ok < K)[:, None] & (ov < V)[None, :]
     st_off = (ok * V)[:, None] + ov[None, :]
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
@@ -340,17 +346,20 @@ def _fwd_kernel(
         if STORE_H:
             _store_rows(vn_out, b_vn, t0, eos, H, h, V, BV, 64, v0)
         b_vnd = b_vn.to(DT)
-        if OUTPUT:
-            b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-            b_p = _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
-            b_oi = _mm(b_q, b_hd, UP) * scale
-            if USE_G:
-                b_oi = b_oi * tl.exp(_load_vec(gcum, t0, eos, H, h, 64))[:, None]
-            _store_rows(o, b_oi + _mm(b_p, b_vnd, UP), t0, eos, H, h, V, BV, 64, v0)
         b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
         if USE_G:
-            # decay each key to the chunk end: scale the rows of U - W S instead of the keys
             b_g = _load_vec(gcum, t0, eos, H, h, 64)
+        if OUTPUT:
+            b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            b_oi = _mm(b_q, b_hd, UP) * scale
+            if USE_G:  # P from _wu_kernel: its decay matrix would lengthen this sequential loop
+                b_p = _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
+                b_oi = b_oi * tl.exp(b_g)[:, None]
+            else:  # P = scale (Q K^T) on j <= i, from the tiles already here
+                b_p = tl.where(causal, _mm(b_q, b_kt, UP) * scale, 0.0).to(DT)
+            _store_rows(o, b_oi + _mm(b_p, b_vnd, UP), t0, eos, H, h, V, BV, 64, v0)
+        if USE_G:
+            # decay each key to the chunk end: scale the rows of U - W S instead of the keys
             g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
             b_vnd = (b_vn * tl.exp(g_last - b_g)[:, None]).to(DT)
             b_h = b_h * tl.exp(g_last)
@@ -379,6 +388,8 @@ def _bwd_dh_kernel(
     v0 = i_v * BV
     ok = tl.arange(0, BK)
     ov = v0 + tl.arange(0, BV)
+    o64 = tl.arange(0, 64)
+    anticausal = o64[:, None] <= o64[None, :]  # [j, i]: i >= j
     mkv = (ok < K)[:, None] & (ov < V)[None, :]
     st_off = (ok * V)[:, None] + ov[None, :]
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
@@ -389,20 +400,21 @@ def _bwd_dh_kernel(
         t0 = bos + c * 64
         tl.store(dh_out + ((co + c) * H + h) * (K * V) + st_off, b_dh.to(dh_out.dtype.element_ty), mask=mkv)
         b_dhd = b_dh.to(DT)
-        b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
         b_do = _load_rows(do, t0, eos, H, h, V, BV, 64, v0)
         b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
         b_kdh = _mm(b_k, b_dhd, UP)
         if USE_G:
             b_g = _load_vec(gcum, t0, eos, H, h, 64)
             g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
             b_kdh = b_kdh * tl.exp(g_last - b_g)[:, None]
             b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
-        else:
+            b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
+        else:  # P^T = scale (K Q^T) on i >= j (row j, column i), from the tiles already here
             b_dos = (b_do.to(tl.float32) * scale).to(DT)
+            b_pt = tl.where(anticausal, _mm(b_k, b_qt, UP) * scale, 0.0).to(DT)
         b_dvn = _mm(b_pt, b_do.to(DT), UP) + b_kdh
         _store_rows(dvn_out, b_dvn, t0, eos, H, h, V, BV, 64, v0)
-        b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
         b_wt = _load_rows_t(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
         if USE_G:
             b_dh = b_dh * tl.exp(g_last)
@@ -665,16 +677,17 @@ def _solve(k, g, beta, meta, H):
 
 
 def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
-    """W [tokens, H, K], U [tokens, H, V] and P [tokens, H, 64] of every chunk."""
-    Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
-    dt = q.dtype
-    w = _alloc((Ttot, H, K), device=q.device, dtype=_buf("w", dt))
-    u = _alloc((Ttot, H, V), device=q.device, dtype=_buf("u", dt))
-    p = _alloc((Ttot, H, BT), device=q.device, dtype=_buf("p", dt))
+    """W [tokens, H, K], U [tokens, H, V] of every chunk, and for the gated rule P [tokens, H, 64]
+    (else None: the plain recurrences form P from their q and k tiles)."""
+    Ttot, K, V = k.shape[0], k.shape[-1], v.shape[-1]
+    dt = k.dtype
+    w = _alloc((Ttot, H, K), device=k.device, dtype=_buf("w", dt))
+    u = _alloc((Ttot, H, V), device=k.device, dtype=_buf("u", dt))
+    p = _alloc((Ttot, H, BT), device=k.device, dtype=_buf("p", dt)) if gcum is not None else None
     if meta.total:
         _wu_kernel[(meta.total, H)](
-            q, k, v, beta, gcum if gcum is not None else p, tinv, *meta.chunks(beta),
-            w, u, p,
+            q, k, v, beta, gcum if gcum is not None else beta, tinv, *meta.chunks(beta),
+            w, u, p if p is not None else w,
             scale, meta.T, meta.NT, H,
             K=K, V=V, BK=_pow2(K), BV=min(64, _pow2(V)),
             USE_G=gcum is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "wu"), UP=_up(dt),
@@ -695,7 +708,8 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
     vn = None if output else _alloc((Ttot, H, V), device=q.device, dtype=_buf("vn", dt))
     dummy = u
     _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
-        q, k, w, u, p, gcum if gcum is not None else dummy, h0 if h0 is not None else dummy,
+        q, k, w, u, p if p is not None else dummy, gcum if gcum is not None else dummy,
+        h0 if h0 is not None else dummy,
         *meta.seqs(dummy),
         o if o is not None else dummy, ht if ht is not None else dummy,
         hs if hs is not None else dummy, vn if vn is not None else dummy,
@@ -719,8 +733,8 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
     dh0 = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if h0 is not None else None
     BV, nw, ns = _rec_block(K, V, NH, "bwd_dh", dt)
     _launch(_bwd_dh_kernel, (triton.cdiv(V, BV), NH), (
-        q, k, w, p, gcum if gcum is not None else p, do, dht if dht is not None else p,
-        *meta.seqs(p), dhs, dvn, dh0 if dh0 is not None else p,
+        q, k, w, p if p is not None else w, gcum if gcum is not None else w, do, dht if dht is not None else w,
+        *meta.seqs(w), dhs, dvn, dh0 if dh0 is not None else w,
         scale, meta.T, meta.NT, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_up(dt),
@@ -738,8 +752,9 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
     if meta.total:
         interp = _interpreting()
         _bwd_kernel[(meta.total, H)](
-            q, k, v, beta, gcum if gcum is not None else p, tinv, p, hs, dhs, vn, dvn, do,
-            *meta.chunks(p),
+            q, k, v, beta, gcum if gcum is not None else beta, tinv, p if p is not None else beta,
+            hs, dhs, vn, dvn, do,
+            *meta.chunks(beta),
             dq, dk, dv, dbeta, dg if dg is not None else dbeta,
             scale, meta.T, meta.NT, H,
             K=K, V=V, BK=BK, BV=min(_cfg("bwd_bv", 64), _pow2(V)),
