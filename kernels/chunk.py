@@ -15,7 +15,7 @@ Kernels (one launch per stage, all chunks at once):
                                            o = scale e^G Q S + P (U - W S); the plain rule forms
                                            P = scale Q K^T (j <= i) from the q and k tiles it loads
                                            anyway (the gated one loads it: its decay matrix would
-                                           lengthen this sequential loop, measured 10-20% slower);
+                                           lengthen this sequential loop, measured 4-20% slower);
                                            in the backward it re-runs without the output to store
                                            S and U - W S.
   _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient (P^T formed
