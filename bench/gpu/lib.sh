@@ -45,6 +45,7 @@ setup() {
     # NVLink multicast stays off (the machine's rule), also for processes that build their own env
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+    export END_AT=$(( T0 + TOTAL ))  # for jobs that chain commands: left=$(( END_AT - $(date +%s) ))
     local site=/tmp/site
     $DRY && site=/tmp/zoo_dry_site
     echo "[$(elapsed)s] $(git log -1 --format='%h %s' 2>/dev/null | cut -c1-100); total ${TOTAL}s"

@@ -1,43 +1,35 @@
 #!/usr/bin/env bash
 # Call 2 on a 4-GPU machine (nvidia-h100-x4), all done by --total seconds (default 510). Device tool,
 # with carry [".whl"]:
-#     bash bench/gpu/run_pair.sh [--mqar-stages 1,6]
+#     bash bench/gpu/run_pair.sh
 #     bash bench/gpu/run_pair.sh --dry-run
-# GPU0+1 bench/train.py --ddp (zoo train on 1 GPU, then 2 GPUs DDP: issue 5 item 5);
-# GPU2 bench/check_fla_interop.py, the last two cases (fla autotunes: it gets the whole window);
-# GPU3 bench/generate.py (decode against context, fla timed per token: issue 6). Copy call 1's
-# mqar.jsonl to bench/results/ first and pass --mqar-stages 1,6 to run MQAR on GPU3 instead.
+# GPU0+1 bench/train.py --ddp (zoo train on 1 GPU, 2 GPUs DDP, and the 1-GPU rounding control:
+#   issue 5 item 5), then MQAR DeltaNet d=128 runs longer than the grid's 90-s cap (lr 1e-3, 1e-2);
+# GPU2 bench/fused_ops.py (the layers' Triton ops: gate, then timings vs their references), then
+#   bench/train.py (340M tokens/s vs fla: issue 5) — only if the gate passed;
+# GPU3 bench/check_fla_interop.py, all five cases with fla's autotune at its first config (issue 8),
+#   then the longer MQAR run at lr 3e-3 (issue 7).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-STAGES=
-args=()
-while [ $# -gt 0 ]; do
-    case $1 in
-        --mqar-stages) STAGES=$2; shift ;;
-        *) args+=("$1") ;;
-    esac
-    shift
-done
 source bench/gpu/lib.sh
-parse_args ${args[@]+"${args[@]}"}
+parse_args "$@"
 setup 4
 
-# ddp: each run gets at most what is left (the 1-GPU run at most 60% of it); results after each run
-job ddp 0,1 20 python3 bench/train.py --ddp --ddp-steps 40 --out "$WORK/ddp" --budget @BUDGET@
-# interop: a case starts only if the previous case's time fits; the first includes fla's autotune
-job interop 2 20 python3 bench/check_fla_interop.py --out "$WORK/interop" --budget @BUDGET@ \
-    --cases gated_deltanet_hybrid,deltanet_gate_expand_tied
-if [ -n "$STAGES" ]; then
-    # mqar/MAD: a run still going at the budget is cut and recorded as cut (rerun next time)
-    job mqar 3 15 python3 bench/mqar.py --out "$WORK/mqar" --stages "$STAGES" --budget @BUDGET@
-else
-    # generate: per-context budget checks; a context at batch 64 / 64K can take ~20 s
-    job generate 3 30 python3 bench/generate.py --out "$WORK/generate" --budget @BUDGET@
-fi
+# GPU0+1: DDP keeps 230 s of the call for the two MQAR runs after it
+job ddp 0,1 20 bash -c "python3 bench/train.py --ddp --ddp-steps 30 --out $WORK/ddp --ddp-share 0.4 \
+    --budget \$(( END_AT - \$(date +%s) - 230 )); CUDA_VISIBLE_DEVICES=0 bash bench/gpu/mqar_long.sh 1e-3 $WORK/mqar_long_1e-3 &
+    CUDA_VISIBLE_DEVICES=1 bash bench/gpu/mqar_long.sh 1e-2 $WORK/mqar_long_1e-2; wait"
+# GPU2: the fused ops' gate and timings; the training benchmark only on kernels that passed
+job fused 2 20 bash -c "python3 bench/fused_ops.py --out $WORK/fused && python3 bench/train.py --out $WORK/train \
+    --budget \$(( END_AT - \$(date +%s) - 20 ))"
+# GPU3: interop (first-config autotune: ~1 min per case), then MQAR at lr 3e-3
+job interop 3 20 bash -c "python3 bench/check_fla_interop.py --out $WORK/interop --budget 240; \
+    bash bench/gpu/mqar_long.sh 3e-3 $WORK/mqar_long_3e-3"
 wait_all
 
 status_lines
-[ -n "$STAGES" ] && show "mqar stages $STAGES: records" "$OUT/mqar.log" 16
-[ -z "$STAGES" ] && show "generate: decode tokens/s against context" "$WORK/generate/generate.md" 22 head
-show "interop: fla 0.6.0 -> zoo" "$WORK/interop/fla_interop.md" 30 head
-show "ddp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 45
+show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
+show "interop: fla 0.6.0 -> zoo" "$WORK/interop/fla_interop.md" 12 head
+show "train: 340M tokens/s (issue 5)" "$WORK/train/train.md" 24
+show "ddp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 30
+for lr in 1e-3 3e-3 1e-2; do show "mqar long lr $lr" "$WORK/mqar_long_$lr/mqar.md" 4 tail; done
