@@ -6,9 +6,9 @@ GPU time of forward+backward, Triton vs reference, at the 340M model's training 
     TRITON_INTERPRET=1 python3 bench/fused_ops.py --smoke   # CPU: the correctness part at tiny shapes
 
 Ops (zoo.kernels, each beside its ``torch_*`` reference of the same signature): causal conv+SiLU
-over [8, 2048, 2048] (with and without document starts), RMSNorm over [8, 2048, 1024] (the model
-norms) and the gated per-head output norm over [8, 2048, 16, 128], the L2 norm of q/k heads
-[8, 2048, 16, 128], SwiGLU's silu(g)*u over [8, 2048, 2816]. Correctness: output and every
+over [8, 2048, 1024] (with and without document starts), RMSNorm over [8, 2048, 1024] (the model
+norms) and the gated per-head output norm over [8, 2048, 8, 128], the L2 norm of q/k heads
+[8, 2048, 8, 128], SwiGLU's silu(g)*u over [8, 2048, 2816] (the 340M DeltaNet of recipes/paper). Correctness: output and every
 gradient as relative RMS ||x - ref|| / ||ref||: the Triton op in bf16 and in fp32 against the
 reference in fp32 (gates 1e-2 and 1e-4), and the reference itself in bf16 for scale. Timing:
 CUDA-graph replay (GPU time only) of forward+backward and of forward, and the fraction of the
@@ -32,7 +32,7 @@ from _repo import import_zoo
 
 GATES = {torch.bfloat16: 1e-2, torch.float32: 1e-4}
 DEV = "cuda"
-FULL = dict(B=8, T=2048, C=2048, D=1024, H=16, K=128, F=2816)  # the 340M model's training shapes
+FULL = dict(B=8, T=2048, C=1024, D=1024, H=8, K=128, F=2816)  # the 340M DeltaNet's training shapes
 SMOKE = dict(B=2, T=70, C=48, D=40, H=2, K=32, F=72)
 S = dict(FULL)
 
