@@ -12,3 +12,4 @@ from zoo.kernels.fused_recurrent import (
     fused_recurrent_delta_rule,
     fused_recurrent_gated_delta_rule,
 )
+from zoo.kernels.norm import l2_normalize, rms_norm, silu_mul, torch_l2_normalize, torch_rms_norm, torch_silu_mul

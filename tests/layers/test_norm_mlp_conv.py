@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from zoo.layers.mlp import SwiGLU, _SiluMulFn
-from zoo.layers.norm import RMSNorm, _RMSNormFn, l2_normalize
+from zoo.kernels.norm import _RMSNormFn, _SiluMulFn
+from zoo.layers.mlp import SwiGLU
+from zoo.layers.norm import RMSNorm, l2_normalize
 
 f64 = dict(dtype=torch.float64)
 

@@ -1,27 +1,12 @@
-"""SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+"""SwiGLU feed-forward: down(silu(gate(x)) * up(x)); silu * mul is one fused Triton kernel per
+direction on CUDA (zoo.kernels.norm.silu_mul), its PyTorch reference elsewhere, and keeps only
+gate(x) and up(x) for the backward."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-
-class _SiluMulFn(torch.autograd.Function):
-    """silu(g) * u, saving only g and u (autograd would also keep silu(g))."""
-
-    @staticmethod
-    def forward(ctx, g, u):
-        ctx.save_for_backward(g, u)
-        return F.silu(g) * u
-
-    @staticmethod
-    def backward(ctx, dh):
-        g, u = ctx.saved_tensors
-        dt = torch.promote_types(g.dtype, torch.float32)
-        gf, dhf = g.to(dt), dh.to(dt)
-        s = torch.sigmoid(gf)
-        dg = dhf * u.to(dt) * s * (1 + gf * (1 - s))
-        return dg.to(g.dtype), (dhf * gf * s).to(u.dtype)
+from zoo.kernels.norm import silu_mul, torch_silu_mul, use_triton
 
 
 class SwiGLU(nn.Module):
@@ -33,7 +18,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, u = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(_SiluMulFn.apply(g, u) if torch.is_grad_enabled() else F.silu(g) * u)
+        return self.down_proj((silu_mul if use_triton(g, u) else torch_silu_mul)(g, u))
 
     def flops_per_token(self) -> float:
         return 2.0 * sum(m.weight.numel() for m in (self.gate_proj, self.up_proj, self.down_proj))
