@@ -13,3 +13,4 @@ from zoo.kernels.fused_recurrent import (
     fused_recurrent_gated_delta_rule,
 )
 from zoo.kernels.norm import l2_normalize, rms_norm, silu_mul, torch_l2_normalize, torch_rms_norm, torch_silu_mul
+from zoo.kernels.conv import causal_conv1d_silu, torch_causal_conv1d_silu

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.kernels.conv import MAX_SIZE, causal_conv1d_silu, torch_causal_conv1d_silu
 from zoo.layers.norm import RMSNorm
 from zoo.layers.packing import positions_in_document
 
@@ -32,50 +33,16 @@ class RecurrentCache:
     v_tail: Optional[torch.Tensor]
 
 
-class _ConvSiluFn(torch.autograd.Function):
-    """silu(causal depthwise conv) of a left-padded input; saves only the input and the weight
-    (the backward recomputes the pre-activation)."""
-
-    @staticmethod
-    def forward(ctx, xp, w, keep):
-        """xp [B, size-1+T, C], w [C, size] (w[:, -1] multiplies the current token), keep [size, T]
-        or None: keep[s, t] zeroes the input s tokens back at t (a document start within s)."""
-        ctx.save_for_backward(xp, w, keep)
-        return F.silu(_conv(xp, w, keep))
-
-    @staticmethod
-    def backward(ctx, dout):
-        xp, w, keep = ctx.saved_tensors
-        size = w.shape[1]
-        T = xp.shape[1] - size + 1
-        dt = torch.promote_types(xp.dtype, torch.float32)
-        y = _conv(xp.to(dt), w.to(dt), None if keep is None else keep.to(dt))
-        s = torch.sigmoid(y)
-        dy = dout.to(dt) * s * (1 + y * (1 - s))
-        dxp = torch.zeros(xp.shape, dtype=dt, device=xp.device)
-        dw = torch.empty(w.shape, dtype=dt, device=w.device)
-        for shift in range(size):
-            lo = size - 1 - shift
-            d = dy if keep is None or shift == 0 else dy * keep[shift, :, None].to(dt)
-            dxp[:, lo : lo + T] += d * w[:, -1 - shift].to(dt)
-            dw[:, -1 - shift] = (d * xp[:, lo : lo + T].to(dt)).sum((0, 1))
-        return dxp.to(xp.dtype), dw.to(w.dtype), None
-
-
-def _conv(xp, w, keep):
-    size = w.shape[1]
-    T = xp.shape[1] - size + 1
-    y = xp[:, size - 1 :] * w[:, -1]
-    for shift in range(1, size):
-        past = xp[:, size - 1 - shift : size - 1 - shift + T]
-        if keep is not None:
-            past = past * keep[shift, :, None]
-        y = y + past * w[:, -1 - shift]
-    return y
+def _fused(x: torch.Tensor, size: int) -> bool:
+    """Whether ShortConvolution runs the Triton kernels on x."""
+    return x.is_cuda and x.dtype != torch.float64 and size <= MAX_SIZE
 
 
 class ShortConvolution(nn.Module):
-    """Causal depthwise conv over time followed by SiLU; never reads across a document start."""
+    """Causal depthwise conv over time followed by SiLU; never reads across a document start.
+
+    CUDA inputs (up to kernels.conv.MAX_SIZE taps, not float64) run the fused Triton kernels
+    (``causal_conv1d_silu``); others the PyTorch reference ``torch_causal_conv1d_silu``."""
 
     def __init__(self, channels: int, size: int):
         super().__init__()
@@ -86,17 +53,19 @@ class ShortConvolution(nn.Module):
     def forward(self, x: torch.Tensor, pos: Optional[torch.Tensor] = None, tail: Optional[torch.Tensor] = None):
         """x [B, T, C]; pos [T] offsets in document (packed input) or None; tail [B, size-1, C].
 
-        Returns (silu(conv(x)) [B, T, C], new tail [B, size-1, C] — the last size-1 inputs).
+        Returns (silu(conv(x)) [B, T, C], new tail [B, size-1, C] — the last size-1 inputs,
+        reaching into the old tail (or zeros) when T < size-1).
         """
         B, T, C = x.shape
-        left = tail if tail is not None else x.new_zeros(B, self.size - 1, C)
-        xp = torch.cat([left.to(x.dtype), x], dim=1)  # [B, size-1+T, C]
-        keep = None
-        if pos is not None:
-            keep = (pos[None, :] >= torch.arange(self.size, device=pos.device)[:, None]).to(x.dtype)
-        w = self.weight[:, 0, :].to(x.dtype)
-        out = _ConvSiluFn.apply(xp, w, keep) if torch.is_grad_enabled() else F.silu(_conv(xp, w, keep))
-        return out, xp[:, -(self.size - 1) :] if self.size > 1 else xp[:, :0]
+        op = causal_conv1d_silu if _fused(x, self.size) else torch_causal_conv1d_silu
+        out = op(x, self.weight[:, 0, :], tail, pos)
+        n = self.size - 1
+        if T >= n:
+            new_tail = x[:, T - n:]
+        else:
+            left = tail.to(x.dtype) if tail is not None else x.new_zeros(B, n, C)
+            new_tail = torch.cat([left[:, T:], x], dim=1)
+        return out, new_tail
 
 
 class RecurrentMixer(nn.Module):
