@@ -42,13 +42,42 @@ def test_nan_step_is_skipped_and_counted(tiny_run, losses):
     run_dir = tiny_run(["train.nan_policy=skip"], callbacks=[cb])
     assert cb.hits == 1
     steps = [s for s, v in losses(run_dir)]
-    assert steps == list(range(1, 9))  # the poisoned batch did not count as a step
+    assert steps == [1, 2, 4, 5, 6, 7, 8]  # step 3 counted, but its update was dropped and it logs no loss
     assert all(math.isfinite(v) for _, v in losses(run_dir))
-    assert losses(run_dir, "train/nan_skipped") == [(2, 1.0)]
+    assert losses(run_dir, "train/nan_skipped") == [(3, 1.0)]
     from safetensors.torch import load_file
 
     weights = load_file(run_dir / "model" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+class WeightsAround(L.Callback):
+    """Snapshots the weights and AdamW's step counts before and after the batch of optimizer step k."""
+
+    def __init__(self, k):
+        self.k, self.before, self.after = k, None, None
+
+    def _snap(self, pl_module, trainer):
+        opt = trainer.optimizers[0]
+        return ({n: p.detach().clone() for n, p in pl_module.named_parameters()},
+                [float(st["step"]) for st in opt.state.values()])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step + 1 == self.k:
+            self.before = self._snap(pl_module, trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.k and self.after is None:
+            self.after = self._snap(pl_module, trainer)
+
+
+def test_nan_step_leaves_weights_and_optimizer_state_untouched(tiny_run):
+    poisoned, control = WeightsAround(3), WeightsAround(4)
+    tiny_run(["train.nan_policy=skip"], callbacks=[PoisonLoss({3}), poisoned, control])
+    (w0, s0), (w1, s1) = poisoned.before, poisoned.after
+    assert s0 == s1 and all(torch.equal(w0[n], w1[n]) for n in w0)
+    (w0, s0), (w1, s1) = control.before, control.after  # a finite step does update
+    assert all(b == a + 1 for a, b in zip(s0, s1)) and any(not torch.equal(w0[n], w1[n]) for n in w0)
 
 
 def test_nan_stop_policy_raises_clear_error(tiny_run):

@@ -7,9 +7,14 @@ target tokens. Each micro batch contributes ``sum(CE) * world / n_tokens_global`
 after DDP's gradient averaging the update is the token-mean loss of the global batch — the same
 maths on one device or many, with or without accumulation.
 
-Per step: loss → (all ranks agree) finite? → clip (global norm) → finite grad norm? → AdamW →
-LR schedule. A non-finite loss or grad norm skips the update (``train.nan_policy=skip``, counted,
-capped by ``max_nan_skips``) or stops the run with ``NonFiniteLossError`` (``stop``).
+Per step: loss → clip (global norm) → AdamW → LR schedule, with no host synchronisation (a GPU
+step is then never stalled waiting for the host, nor the host for the GPU). A non-finite loss or
+grad norm is caught on the device: the fused AdamW's ``found_inf`` drops that step's update (weights
+and moments untouched; the step still counts and the schedule moves on). The host reads the flag
+once the GPU has produced it (at the latest at the next log step, checkpoint or the end) and then
+counts the skip (``train.nan_policy=skip``, capped by ``max_nan_skips``) or stops the run with
+``NonFiniteLossError`` (``stop``). Every rank sees the same flag: the loss and gradients it is
+computed from are already reduced over ranks.
 
 Validation runs at step 0, every ``val_every`` steps and at the last step on fixed held-out
 batches; it logs ``val/loss``, ``val/ppl`` = exp(loss) and ``val/acc`` (argmax accuracy on the
@@ -101,6 +106,7 @@ class ZooLightningModule(L.LightningModule):
                                model_cfg.init_std)
         self._decay = decay_names(self)  # before any FSDP wrapping
         self.nan_skipped = 0
+        self._pending: List[tuple] = []  # (step, non-finite flag, CUDA event or None), oldest first
         self.val_losses: List[float] = []  # every validation of this process, in order
         self.tokens_seen = 0
         self._t_last: Optional[float] = None
@@ -109,9 +115,9 @@ class ZooLightningModule(L.LightningModule):
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):
         cfg = self.train_cfg
-        fused = {"fused": True} if torch.cuda.is_available() and self.device.type == "cuda" else {}
+        # fused on every device: its found_inf drops a non-finite step on the device (no host sync)
         opt = torch.optim.AdamW(param_groups(self, cfg.weight_decay, self._decay), lr=cfg.lr, betas=tuple(cfg.betas),
-                                eps=cfg.eps, **fused)
+                                eps=cfg.eps, fused=True)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -141,14 +147,16 @@ class ZooLightningModule(L.LightningModule):
     def training_step(self, batch: Dict[str, Any], batch_idx: int):
         if self._val_done_at is None and self.global_step == 0:
             self.run_validation()
+        self._settle_flags(wait=False)
         cfg = self.train_cfg
         opt, sched = self.optimizers(), self.lr_schedulers()
         micro: List[Dict[str, torch.Tensor]] = batch["micro"]
         world = self.trainer.world_size
-        n_tokens = torch.tensor(float(batch["n_tokens"]), device=self.device)
-        if world > 1:
-            n_tokens = self.trainer.strategy.reduce(n_tokens, reduce_op="sum")
-        n_tokens = max(1.0, n_tokens.item())
+        if world > 1:  # the global target-token count stays on the device
+            n_tokens = torch.tensor(float(batch["n_tokens"]), device=self.device)
+            n_tokens = self.trainer.strategy.reduce(n_tokens, reduce_op="sum").clamp_min(1.0)
+        else:
+            n_tokens = max(1.0, float(batch["n_tokens"]))
         ce_total = torch.zeros((), device=self.device, dtype=torch.float32)
         for i, mb in enumerate(micro):
             with self._no_sync(last=i == len(micro) - 1):
@@ -157,51 +165,71 @@ class ZooLightningModule(L.LightningModule):
             ce_total += ce.detach().float()
         loss = self.trainer.strategy.reduce(ce_total, reduce_op="sum") / n_tokens if world > 1 else ce_total / n_tokens
         grad_norm = self._clip()
-        ok = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
-        ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+        bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         step_tokens = sum(int(mb["input_ids"].numel()) for mb in micro) * world
         dm = self.trainer.datamodule
         if dm is not None and "data_index" in batch:
             dm.mark_consumed(batch["data_index"])  # the step is complete: a resume draws the next batch
-        if not ok:
-            opt.zero_grad(set_to_none=True)
-            self.nan_skipped += 1
-            what = f"loss={loss.item()} grad_norm={grad_norm.item()}"
-            if cfg.nan_policy == "stop":
-                raise NonFiniteLossError(
-                    f"non-finite training loss at step {self.global_step + 1} ({what}); stopping because "
-                    f"train.nan_policy=stop. Lower train.lr, raise train.warmup_steps, or set train.nan_policy=skip")
-            if self.nan_skipped > cfg.max_nan_skips:
-                raise NonFiniteLossError(
-                    f"{self.nan_skipped} steps had a non-finite loss (last: {what} at step {self.global_step + 1}); "
-                    f"more than train.max_nan_skips={cfg.max_nan_skips}. The run has diverged: lower train.lr")
-            self._log_now({"train/nan_skipped": float(self.nan_skipped)})
-            self.tokens_seen += step_tokens
-            return None
         lr = sched.get_last_lr()[0]  # the rate this update uses
+        opt.optimizer.found_inf = bad.float()  # fused AdamW: no update at all where this is 1
         opt.step()
+        opt.optimizer.found_inf = None
         opt.zero_grad(set_to_none=True)
         sched.step()
         self.tokens_seen += step_tokens
+        event = None
+        if bad.is_cuda:
+            event = torch.cuda.Event()
+            event.record()
+        self._pending.append((self.global_step, bad, event))
         now = time.perf_counter()
         tok_s = step_tokens / max(now - self._t_last, 1e-9) if self._t_last is not None else None
         self._t_last = now
-        self.log("loss", loss, prog_bar=True, logger=False)
-        if tok_s is not None:
-            self.log("tok/s", tok_s, prog_bar=True, logger=False)
         if self.global_step % self.train_cfg.log_every == 0 or self.global_step >= self.trainer.max_steps:
-            metrics = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr,
-                       "train/tokens": float(self.tokens_seen)}
-            if tok_s is not None:
-                metrics["train/tokens_per_s"] = tok_s
-            self._log_now(metrics)
+            self._settle_flags(wait=True)
+            if not bool(bad):  # a skipped step logs its count (above), not its loss
+                metrics = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr,
+                           "train/tokens": float(self.tokens_seen)}
+                if tok_s is not None:
+                    metrics["train/tokens_per_s"] = tok_s
+                self._log_now(metrics)
+                self.log("loss", metrics["train/loss"], prog_bar=True, logger=False)  # the bar: at log steps
+                if tok_s is not None:
+                    self.log("tok/s", tok_s, prog_bar=True, logger=False)
+        else:
+            self._settle_flags(wait=False)
         return loss
 
-    def _log_now(self, metrics: Dict[str, float]) -> None:
+    def _settle_flags(self, wait: bool) -> None:
+        """Count (or stop on) the non-finite steps whose flags the device has produced; with ``wait``,
+        all of them. Oldest first, so the counts and the error name the right step."""
+        cfg = self.train_cfg
+        while self._pending:
+            step, bad, event = self._pending[0]
+            if event is not None and not wait and not event.query():
+                return
+            self._pending.pop(0)
+            if not bool(bad):
+                continue
+            self.nan_skipped += 1
+            if cfg.nan_policy == "stop":
+                raise NonFiniteLossError(
+                    f"non-finite training loss at step {step} (its update was not applied); stopping because "
+                    "train.nan_policy=stop. Lower train.lr, raise train.warmup_steps, or set train.nan_policy=skip")
+            if self.nan_skipped > cfg.max_nan_skips:
+                raise NonFiniteLossError(
+                    f"{self.nan_skipped} steps had a non-finite loss (last: step {step}); more than "
+                    f"train.max_nan_skips={cfg.max_nan_skips}. The run has diverged: lower train.lr")
+            self._log_now({"train/nan_skipped": float(self.nan_skipped)}, step=step)
+
+    def on_train_end(self) -> None:
+        self._settle_flags(wait=True)
+
+    def _log_now(self, metrics: Dict[str, float], step: Optional[int] = None) -> None:
         """Write a row to every logger at once, keyed by optimizer step (survives an interrupt)."""
         if self._trainer is not None and self.trainer.is_global_zero:
             for logger in self.loggers:
-                logger.log_metrics(metrics, step=self.global_step)
+                logger.log_metrics(metrics, step=self.global_step if step is None else step)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         step = self.global_step
@@ -245,6 +273,7 @@ class ZooLightningModule(L.LightningModule):
 
     # ---- checkpoint extras --------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        self._settle_flags(wait=True)
         checkpoint["zoo"] = {"rng": rng_state(), "nan_skipped": self.nan_skipped, "tokens_seen": self.tokens_seen,
                              "val_done_at": self._val_done_at}
 
