@@ -200,7 +200,7 @@ def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int) -> D
                         precision="bf16-mixed" if device.type == "cuda" else "32-true", max_steps=warmup + steps,
                         logger=False, callbacks=[timer], enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(module, train_dataloaders=DataLoader(Repeat(), batch_size=None))
+    trainer.fit(module, train_dataloaders=DataLoader(Repeat(), batch_size=None, pin_memory=device.type == "cuda"))
     peak = torch.cuda.max_memory_allocated(device) / GiB if device.type == "cuda" else float("nan")
     result = {"seconds_per_step": (timer.t1 - timer.t0) / steps, "peak_gib": peak}
     del trainer, module

@@ -3,10 +3,10 @@
 # --total seconds (default 510) after start. Device tool, with carry [".whl"]:
 #     bash bench/gpu/run_parallel.sh
 #     bash bench/gpu/run_parallel.sh --dry-run     # anywhere: check the wheels, print the commands
-# GPU0 bench/kernels.py; GPU1 bench/train.py (340M tokens/s, zoo vs fla, T=2048/4096: issue 5);
-# GPU2 bench/mqar.py (stages in priority order: issue 7); GPU3 bench/check_fla_interop.py, the cases
-# not yet run on a GPU (issue 8; fla autotunes ~2 min per case). Margins (third job argument) and
-# why: lib.sh and the scripts' docstrings. (2026-11-27 ran bench/generate.py on GPU3.)
+# GPU0 bench/kernels.py (issue 3); GPU1 bench/train.py (340M tokens/s, zoo vs fla, T=2048/4096:
+# issue 5); GPU2 and GPU3 bench/mqar.py, different stages (issue 7). Margins (third job argument)
+# and why: lib.sh and the scripts' docstrings. (Earlier calls ran bench/generate.py and
+# bench/check_fla_interop.py here; see bench/results/gpu_2026-11-27.md.)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source bench/gpu/lib.sh
@@ -39,15 +39,15 @@ else
 fi
 # train: a row starts only if the same model's last row (compile included) fits in what is left
 job train 1 20 python3 bench/train.py --out "$WORK/train" --budget @BUDGET@
-# mqar: a run still going at the budget is cut and recorded as cut; stage 1 is the headline
-job mqar 2 15 python3 bench/mqar.py --out "$WORK/mqar" --budget @BUDGET@
-# interop: a case starts only if the previous case's time fits; the first includes fla's autotune
-job interop 3 20 python3 bench/check_fla_interop.py --out "$WORK/interop" --budget @BUDGET@ \
-    --cases gated_deltanet,deltanet_hybrid
+# mqar (issue 7), two GPUs: stage 4 (d_model 64 first, where a 64-pair state is tight) on GPU2;
+# stage 6 (MAD: what is left) then stage 2 on GPU3. A run still going at the budget is cut and
+# recorded as cut; merge both folders' new records into bench/results afterwards.
+job mqar 2 15 python3 bench/mqar.py --out "$WORK/mqar" --stages 4 --budget @BUDGET@
+job mad 3 15 python3 bench/mqar.py --out "$WORK/mad" --stages 6,2 --budget @BUDGET@
 wait_all
 
 status_lines
 show "kernels: training + decode timings" "$OUT/kernels.log" 24
 show "mqar: records" "$OUT/mqar.log" 14
-show "interop: fla 0.6.0 -> zoo" "$WORK/interop/fla_interop.md" 30 head
+show "mad + stage 2: records" "$OUT/mad.log" 14
 show "train: 340M tokens/s (issue 5)" "$WORK/train/train.md" 30

@@ -122,7 +122,12 @@ class ZooDataModule(L.LightningDataModule):
 
     # ---- loaders -----------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Steps(self.train_data, self.micro_rows, self.next_index), batch_size=None, num_workers=0)
+        # pinned batches copy to a GPU without waiting for it (a pageable copy syncs the stream first);
+        # synthetic batches are made on the GPU already
+        pin = (self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+               and not self.cfg.data.synthetic)
+        return DataLoader(_Steps(self.train_data, self.micro_rows, self.next_index), batch_size=None, num_workers=0,
+                          pin_memory=pin)
 
     def val_batches_for_rank(self) -> List[Dict[str, torch.Tensor]]:
         """This rank's rows of the first ``train.val_batches`` held-out batches, in micro batches.
