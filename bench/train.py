@@ -159,8 +159,11 @@ def adamw(model, device):
                              **({"fused": True} if device.type == "cuda" else {}))
 
 
-def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int) -> Dict[str, float]:
-    """zoo DeltaNet through zoo.train's LightningModule + Trainer (bf16-mixed), timed by a callback."""
+def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int,
+                      profile: Optional[Path] = None) -> Dict[str, float]:
+    """zoo DeltaNet through zoo.train's LightningModule + Trainer (bf16-mixed), timed by a callback;
+    with ``profile``, two more steps after the timed ones run under torch.profiler (CPU and CUDA
+    time per op, sorted by CPU time, written there)."""
     import lightning as L
     from torch.utils.data import DataLoader, IterableDataset
 
@@ -191,13 +194,25 @@ def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int) -> D
             elif trainer.global_step == warmup + steps:
                 sync(device)
                 self.t1 = time.perf_counter()
+                if profile is not None:
+                    from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    tcfg = TrainConfig(steps=warmup + steps, batch_size=B, lr=3e-4, warmup_steps=1, val_every=10 ** 6,
+                    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+                    self.prof = torch_profile(activities=acts)
+                    self.prof.__enter__()
+            elif profile is not None and trainer.global_step == warmup + steps + 2:
+                sync(device)
+                self.prof.__exit__(None, None, None)
+                profile.write_text("2 steps\n" + self.prof.key_averages().table(
+                    sort_by="cpu_time_total", row_limit=70, max_name_column_width=70))
+
+    total = warmup + steps + (2 if profile is not None else 0)
+    tcfg = TrainConfig(steps=total, batch_size=B, lr=3e-4, warmup_steps=1, val_every=10 ** 6,
                        ckpt_every=0, log_every=10 ** 6, progress_bar=False)
     module = ZooLightningModule(cfg, tcfg)
     timer = Timer()
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-                        precision="bf16-mixed" if device.type == "cuda" else "32-true", max_steps=warmup + steps,
+                        precision="bf16-mixed" if device.type == "cuda" else "32-true", max_steps=total,
                         logger=False, callbacks=[timer], enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=DataLoader(Repeat(), batch_size=None, pin_memory=device.type == "cuda"))
@@ -238,7 +253,8 @@ def run(args) -> Dict[str, Any]:
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "command": "python bench/train.py" + (" --smoke" if args.smoke else f" --budget {args.budget:g}"),
+        "command": "python bench/train.py" + (" --smoke" if args.smoke else f" --budget {args.budget:g}")
+                   + (f" --rows '{args.rows}'" if args.rows else ""),
         "torch": torch.__version__, "triton": version("triton"), "fla": version("flash-linear-attention"),
         "warmup_steps": warmup, "timed_steps": steps, "precision": "bf16 autocast, fp32 master weights, fused AdamW",
         "complete": False, "rows": rows, "notes": notes,
@@ -250,6 +266,8 @@ def run(args) -> Dict[str, Any]:
 
     def measured(name: str, B: int, T: int, fn: Callable[[], Dict[str, Any]]) -> None:
         """Run one row unless the budget left is below its estimate; record it or its failure."""
+        if args.rows and name not in args.rows.split(","):
+            return
         left, est = deadline - time.time(), seconds.get(name, args.row_estimate)
         if left < est:
             notes.append(f"{name} {B}x{T}: skipped, {max(left, 0):.0f}s of the {args.budget:g}s budget left, "
@@ -314,7 +332,8 @@ def run(args) -> Dict[str, Any]:
 
     def lightning_row(B, T):
         def fn():
-            r = lightning_measure(recipe_model("deltanet", args.smoke), B, T, device, warmup, steps)
+            r = lightning_measure(recipe_model("deltanet", args.smoke), B, T, device, warmup, steps,
+                                  profile=out / f"profile_lightning_{B}x{T}.txt" if device.type == "cuda" else None)
             return {"model": "zoo DeltaNet via zoo.train (Lightning)", "B": B, "T": T, "params": None,
                     "tokens_per_s": B * T / r["seconds_per_step"], **r}
         return fn
@@ -539,6 +558,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--row-estimate", type=float, default=40.0,
                    help="seconds a model's first row is assumed to take (build, compile, autotune, steps)")
     p.add_argument("--smoke", action="store_true", help="tiny models on CPU: checks the script end to end")
+    p.add_argument("--rows", default="", help="comma list of model names: only their rows "
+                   "(e.g. 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)')")
     p.add_argument("--ddp", action="store_true", help="zoo train on 1 GPU then 2 GPUs (DDP): loss match, scaling")
     p.add_argument("--ddp-steps", type=int, default=25)
     p.add_argument("--ddp-share", type=float, default=0.6,
