@@ -144,7 +144,9 @@ def timing(name, op, ref, make, bw) -> dict:
         leaves = [a.detach().clone().requires_grad_(i in gi) if isinstance(a, torch.Tensor) and a.is_floating_point()
                   else a for i, a in enumerate(args)]
         y = fn(*leaves)
-        dy = torch.randn_like(y)
+        # drawn on the CPU: on an H200 (2026-11-27) randn_like on the GPU here raised "Offset increment
+        # outside graph capture encountered unexpectedly" and no timing was recorded
+        dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(6)).to(y.device, y.dtype)
         ins = [leaves[i] for i in gi]
         try:
             row[f"{label}_fwd_ms"] = time_graph([lambda: fn(*leaves)] * 3)
