@@ -1,4 +1,5 @@
-"""Functional delta-rule ops (fla-compatible layout [B, T, H, K]): Triton kernels and PyTorch references."""
+"""Functional ops in Triton beside their PyTorch references: the (gated) delta rule (fla-compatible
+layout [B, T, H, K]), and the layers' fused conv+SiLU, RMSNorm, L2 norm and SwiGLU."""
 from zoo.kernels.chunk import chunk_delta_rule, chunk_gated_delta_rule
 from zoo.kernels.naive import (
     naive_recurrent_delta_rule,
