@@ -201,12 +201,12 @@ def markdown(out) -> str:
     return "\n".join(L) + "\n"
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
     ap.add_argument("--gate", action="store_true", help="correctness only; exit 1 on any failure")
     ap.add_argument("--smoke", action="store_true", help="CPU under TRITON_INTERPRET=1: correctness at tiny shapes")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     global DEV
     if a.smoke:
         DEV, a.gate = "cpu", True
@@ -216,7 +216,8 @@ def main():
     import triton
 
     zk = import_zoo().kernels
-    out = {"card": torch.cuda.get_device_name() if DEV == "cuda" else "cpu", "command": "python3 bench/fused_ops.py " + " ".join(sys.argv[1:]),
+    out = {"card": torch.cuda.get_device_name() if DEV == "cuda" else "cpu",
+           "command": "python3 bench/fused_ops.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "torch": torch.__version__, "triton": triton.__version__, "correctness": [], "timing": []}
     outdir = Path(a.out)
