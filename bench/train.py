@@ -20,6 +20,7 @@ with both written and the table printed. The device is the default CUDA device (
     python bench/train.py --out bench/results          # GPU; writes train.json + train.md
     python bench/train.py --smoke                      # CPU: tiny models, checks the script runs
     python bench/train.py --ddp --out bench/results    # 2 GPUs: zoo train on 1 vs 2 GPUs (DDP) + a 1-GPU rounding control
+    python bench/train.py --ddp --fsdp --out DIR       # the same, then a 2-GPU FSDP run against the same curves
     python bench/train.py --ddp --smoke --ddp-steps 6  # the same on CPU (gloo), tiny model
 
 ``--ddp`` needs exactly two visible GPUs (CUDA_VISIBLE_DEVICES=0,1) and runs ``zoo train`` through
@@ -394,7 +395,7 @@ def render(result: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-ONE, TWO, CONTROL = "1 GPU", "2 GPUs DDP", "1 GPU, micro batch 8"
+ONE, TWO, CONTROL, FSDP = "1 GPU", "2 GPUs DDP", "1 GPU, micro batch 8", "2 GPUs FSDP"
 DIVERGED = 0.01  # a per-step loss difference above this counts as the runs having drifted apart
 DDP_OVERRIDES = [  # a 340M DeltaNet on the embedded corpus, 16 x 2048 tokens per step
     "data.type=embedded", "data.name=pydoc", "data.seq_len=2048", "data.tokenizer.type=bpe", "data.tokenizer.vocab_size=32000",
@@ -434,6 +435,8 @@ def ddp_check(args) -> Dict[str, Any]:
     setups = {ONE: ["train.devices=1", "train.strategy=auto", "name=gpu1"],
               TWO: ["train.devices=2", "train.strategy=ddp", "name=gpu2"],
               CONTROL: ["train.devices=1", "train.strategy=auto", "train.micro_batch_size=8", "name=gpu1_mb8"]}
+    if args.fsdp:  # after the control: FSDP is judged against the same noise floor
+        setups[FSDP] = ["train.devices=2", "train.strategy=fsdp", "name=gpu2_fsdp"]
     deadline = START + args.budget
     result: Dict[str, Any] = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                               "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
@@ -497,7 +500,7 @@ def compare(result: Dict[str, Any]) -> None:
     if not (one and one["train_loss"]):
         return
     base, base_val = dict(one["train_loss"]), dict(one["val_loss"])
-    for label in (TWO, CONTROL):
+    for label in (TWO, CONTROL, FSDP):
         run = result["runs"].get(label)
         if not (run and run["train_loss"]):
             continue
@@ -509,12 +512,14 @@ def compare(result: Dict[str, Any]) -> None:
             "first_step_over": next((s for s, d in sorted(diffs.items()) if abs(d) > DIVERGED), None),
             "final_train": diffs[max(diffs)],
             "final_val": val[max(val)] if val else None}
-    two = result["runs"].get(TWO)
-    if two and one["tokens_per_s_median"] and two["tokens_per_s_median"]:
-        result["throughput_scaling"] = two["tokens_per_s_median"] / one["tokens_per_s_median"]
+    for label, key in ((TWO, "throughput_scaling"), (FSDP, "throughput_scaling_fsdp")):
+        two = result["runs"].get(label)
+        if two and one["tokens_per_s_median"] and two["tokens_per_s_median"]:
+            result[key] = two["tokens_per_s_median"] / one["tokens_per_s_median"]
 
 
 def render_ddp(r: Dict[str, Any]) -> str:
+    compared = [TWO, CONTROL] + ([FSDP] if FSDP in r["runs"] else [])
     lines = [f"# zoo train: 1 GPU vs 2 GPUs (DDP), same global batch ({r['device']} x{r['gpus']})", "",
              f"{r['date_utc']} UTC · `{r['command']}`", "",
              f"The control is `{CONTROL}`: the same maths as `{ONE}` (micro batches of 8 rows instead of 4), so "
@@ -522,10 +527,10 @@ def render_ddp(r: Dict[str, Any]) -> str:
              "all-reduce). In bf16 that rounding alone makes training runs drift apart after a few steps (AdamW "
              "amplifies it); DDP is faulty only if it leaves the 1-GPU curve clearly earlier or further than the "
              "control does.", "",
-             f"| step | loss, {ONE} | loss, {TWO} | difference | loss, {CONTROL} | difference |",
-             "|---|---|---|---|---|---|"]
+             "| step | " + " | ".join([f"loss, {ONE}"] + [f"loss, {k} | difference" for k in compared]) + " |",
+             "|---" * (1 + 1 + 2 * len(compared)) + "|"]
     one = r["runs"].get(ONE)
-    others = [dict(r["runs"][k]["train_loss"]) if k in r["runs"] else {} for k in (TWO, CONTROL)]
+    others = [dict(r["runs"][k]["train_loss"]) if k in r["runs"] else {} for k in compared]
     for s, v in (one["train_loss"] if one else []):
         cells = [f"{o[s]:.4f} | {o[s] - v:+.4f}" if s in o else "– | –" for o in others]
         lines.append(f"| {s} | {v:.4f} | " + " | ".join(cells) + " |")
@@ -543,6 +548,8 @@ def render_ddp(r: Dict[str, Any]) -> str:
         lines.append(f"| {label} | {tps} | {run['wall_s']:.0f} | {run['returncode']} | {run.get('note', '')} |")
     if "throughput_scaling" in r:
         lines += ["", f"Throughput scaling 2 GPUs / 1 GPU: {r['throughput_scaling']:.2f}x."]
+    if "throughput_scaling_fsdp" in r:
+        lines += ["", f"Throughput scaling 2 GPUs FSDP / 1 GPU: {r['throughput_scaling_fsdp']:.2f}x."]
     if r.get("note"):
         lines += ["", r["note"]]
     return "\n".join(lines) + "\n"
@@ -562,6 +569,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                    "(e.g. 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)')")
     p.add_argument("--ddp", action="store_true", help="zoo train on 1 GPU then 2 GPUs (DDP): loss match, scaling")
     p.add_argument("--ddp-steps", type=int, default=25)
+    p.add_argument("--fsdp", action="store_true", help="with --ddp: also a 2-GPU FSDP run (GPUs only)")
     p.add_argument("--ddp-share", type=float, default=0.6,
                    help="--ddp: the largest fraction of the budget left that the 1-GPU run may take")
     p.add_argument("--runs-root", default="/tmp/zoo_ddp_runs")
