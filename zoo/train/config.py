@@ -58,7 +58,7 @@ class TrainConfig:
     ckpt_every: int = 100             # optimizer steps between checkpoints; 0: only the final one
     keep_last: int = 2                # checkpoints kept (older ones are deleted)
     log_every: int = 5                # optimizer steps between CSV/TensorBoard rows
-    nan_policy: str = "skip"          # non-finite loss or grad norm: skip the step, or stop
+    nan_policy: str = "skip"          # non-finite loss or grad norm: drop that update (skip), or stop
     max_nan_skips: int = 20           # stop anyway after this many skipped steps in one run
     progress_bar: bool = True
 
