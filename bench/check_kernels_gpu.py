@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from _repo import import_zoo
+from _timing import ms, time_graph
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,12 +173,6 @@ def correctness(zk, smoke, quick=False, deadline=float("inf"), ch=None):
     return res
 
 
-def ms(fn, **kw):
-    from triton.testing import do_bench
-
-    return float(do_bench(fn, warmup=25, rep=100, return_mode="median", **kw))
-
-
 def timing_inputs(B, T, H, D, gated):
     x = make_inputs(B, T, H, D, D, gated, torch.bfloat16, "cuda", seed=11)
     leaves = [x[n].detach().clone().requires_grad_() for n in ("q", "k", "v", "beta")]
@@ -185,23 +180,6 @@ def timing_inputs(B, T, H, D, gated):
         leaves.append(x["g"].detach().clone().requires_grad_())
     do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
     return leaves, do
-
-
-def ms_graph(fn, n=5):
-    """Median ms of one fn call, replaying a CUDA graph of n calls (GPU time, no launch overhead)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(n):
-            fn()
-    t = ms(graph.replay) / n
-    del graph
-    return t
 
 
 def time_op(fn, B, T, H, D, gated, fla=False, graph=False):
@@ -216,8 +194,8 @@ def time_op(fn, B, T, H, D, gated, fla=False, graph=False):
 
     if graph:
         with torch.no_grad():
-            f = ms_graph(call)
-        fb = ms_graph(lambda: torch.autograd.grad(call()[0], leaves, do))
+            f = time_graph([call] * 5)
+        fb = time_graph([lambda: torch.autograd.grad(call()[0], leaves, do)] * 5)
         return f, fb
     with torch.no_grad():
         f = ms(call)

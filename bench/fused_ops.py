@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from _repo import import_zoo
+from _timing import copy_bandwidth, time_graph
 
 GATES = {torch.bfloat16: 1e-2, torch.float32: 1e-4}
 DEV = "cuda"
@@ -121,22 +122,6 @@ def check(name, op, ref, make) -> dict:
     return row
 
 
-def time_graph(fns) -> float:
-    from triton.testing import do_bench
-
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for f in fns:
-            f()
-    return float(do_bench(graph.replay, warmup=10, rep=60, return_mode="median")) / len(fns)
-
-
 def timing(name, op, ref, make, bw) -> dict:
     row = {"op": name}
     args, gi = make(torch.bfloat16)
@@ -162,15 +147,6 @@ def timing(name, op, ref, make, bw) -> dict:
         del leaves, y, dy
     torch.cuda.empty_cache()
     return row
-
-
-def copy_bandwidth() -> float:
-    from triton.testing import do_bench
-
-    a = torch.empty(2 ** 28, dtype=torch.float32, device=DEV)
-    b = torch.empty_like(a)
-    t = do_bench(lambda: b.copy_(a), warmup=10, rep=50, return_mode="median") / 1e3
-    return 2 * a.numel() * 4 / t
 
 
 def fmt(x, nd=3):

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from _repo import import_zoo
+from _timing import copy_bandwidth, ms, time_graph
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,12 +61,6 @@ def rel_rms(x, ref) -> float:
     if not torch.isfinite(x).all():
         return float("nan")
     return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
-
-
-def ms(fn, **kw) -> float:
-    from triton.testing import do_bench
-
-    return float(do_bench(fn, warmup=25, rep=100, return_mode="median", **kw))
 
 
 class Log:
@@ -135,19 +130,7 @@ def make_delta_inputs(B, T, H, K, V, dtype=torch.bfloat16, requires_grad=False, 
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. bandwidth
-# ---------------------------------------------------------------------------------------------
-def copy_bandwidth() -> float:
-    n = 1 << 28  # 1 GiB of fp32
-    x = torch.randn(n, device="cuda")
-    y = torch.empty_like(x)
-    t = ms(lambda: y.copy_(x))
-    del x, y
-    return 2 * 4 * n / (t * 1e-3)  # bytes/s
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. gates
+# 2. gates (1., the copy bandwidth, is _timing.copy_bandwidth)
 # ---------------------------------------------------------------------------------------------
 def gate_delta(ops, zk, name, B, T, H, D, grads=True, seed=1):
     """bf16 op vs the fp32 PyTorch chunkwise reference: output, final state and all grads."""
@@ -381,22 +364,6 @@ def run_recurrent(ops, out, deadline):
 # ---------------------------------------------------------------------------------------------
 # 4. decode
 # ---------------------------------------------------------------------------------------------
-def time_graph(fns):
-    """Median ms of one call, replaying a CUDA graph that runs every fn once (GPU time only; the
-    first three run uncaptured first, so compiling and autotuning stay outside)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns[:3]:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for f in fns:
-            f()
-    return ms(graph.replay) / len(fns)
-
-
 def run_decode(ops, zk, out, deadline, gated=False):
     rows = []
     H, K = DECODE_H, DECODE_D
