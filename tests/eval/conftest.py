@@ -3,7 +3,9 @@
 ``trained_run``: a 2-layer DeltaNet/SWA hybrid overfitted on the first documents of the shipped
 sample files (prompt + " " + answer), so lm-eval's ``contains`` is computed on real answers.
 """
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,17 @@ from zoo.eval.tasks import SAMPLE_DIR
 from zoo.model import ZooModel
 
 SAMPLE_TASKS = ("swde", "fda", "squad_completion")
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 N_TRAIN_DOCS = 2  # the e2e test evaluates with limit=N_TRAIN_DOCS
+
+
+def load_bench(monkeypatch, script: str):
+    """bench/<script>.py as a module; bench/ goes on sys.path, as it does when the script runs."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", BENCH / f"{script}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def sample_rows(task):

@@ -1,23 +1,12 @@
 """bench/fused_ops.py on the CPU: its correctness gate at tiny shapes (the Triton ops through the
 interpreter against their references) and the report it writes after a GPU run."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_fused_ops", ROOT / "bench" / "fused_ops.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_bench
 
 
 def test_smoke_gate_passes_on_every_op(monkeypatch, capsys):
-    mod = load_bench(monkeypatch)
+    mod = load_bench(monkeypatch, "fused_ops")
     with pytest.raises(SystemExit) as done:
         mod.main(["--smoke"])
     out = capsys.readouterr().out
@@ -26,7 +15,7 @@ def test_smoke_gate_passes_on_every_op(monkeypatch, capsys):
 
 
 def test_report_shows_speedup_floor_fraction_and_errors(monkeypatch):
-    mod = load_bench(monkeypatch)
+    mod = load_bench(monkeypatch, "fused_ops")
     report = {"card": "GPU", "date": "d", "command": "c", "torch": "t", "triton": "tr", "copy_bandwidth_Bps": 3e12,
               "timing": [{"op": "rmsnorm", "triton_fwdbwd_ms": 0.1, "reference_fwdbwd_ms": 0.4, "floor_fwdbwd_ms": 0.05,
                           "triton_fwd_ms": 0.04, "reference_fwd_ms": 0.1},

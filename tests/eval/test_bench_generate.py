@@ -1,27 +1,14 @@
 """bench/generate.py on the CPU: cache replication (batch-1 prefill -> batch B), decode timing validity and the report."""
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
-from conftest import tiny_model
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_bench(monkeypatch):
-    """The script as a module; bench/ goes on sys.path, as it does when the script runs."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_generate", ROOT / "bench" / "generate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_bench, tiny_model
 
 
 @torch.no_grad()
 def test_replicated_cache_decodes_like_the_batch_one_cache(monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "generate")
     model = tiny_model("delta swa[window=4] attn", 64)
     base = model.init_cache(1)
     bench.prefill_to(model, base, 11, 64, chunk=5, gen=torch.Generator().manual_seed(0))
@@ -37,7 +24,7 @@ def test_replicated_cache_decodes_like_the_batch_one_cache(monkeypatch):
 
 
 def test_smoke_sweep_and_report(tmp_path, monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "generate")
     result = bench.main(["--smoke", "--models", "deltanet,transformer", "--contexts", "24", "--batches", "1,2",
                          "--steps", "2", "--out", str(tmp_path)])
     ok = [r for r in result["rows"] if r["status"] == "ok"]
@@ -48,7 +35,7 @@ def test_smoke_sweep_and_report(tmp_path, monkeypatch):
 
 
 def test_cache_table_is_flat_for_deltanet_and_bounded_for_swa(monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "generate")
     table = bench.main(["--smoke", "--cache-table", "--contexts", "8,16,64", "--batches", "1"])["cache_table"]
     assert table.startswith("| model (KiB) |")
     rows = {line.split("|")[1].strip(): [float(x.replace(",", "")) for x in line.split("|")[3:-1]]
@@ -84,7 +71,7 @@ class Clock:
 
 
 def test_fla_point_times_only_decode_steps_and_refuses_impossible_ones(monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "generate")
     clock = Clock()
     monkeypatch.setattr(bench.time, "perf_counter", clock)
     ids, cpu = torch.zeros(2, 5, dtype=torch.long), torch.device("cpu")
@@ -104,7 +91,7 @@ def test_fla_point_times_only_decode_steps_and_refuses_impossible_ones(monkeypat
 
 
 def test_rate_refuses_non_positive_times(monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "generate")
     assert bench.rate(4, 8, 0.5) == {"status": "ok", "tokens_per_s": 64.0, "ms_per_step": 62.5}
     for secs in (0.0, -3.98, float("nan"), float("inf")):
         row = bench.rate(4, 8, secs)
@@ -117,7 +104,7 @@ def fla_result(rows):
 
 
 def test_render_marks_invalid_fla_points_and_skips_them_in_ratios(tmp_path, monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "generate")
     fla = dict(model="deltanet", impl="fla HF generate", batch=1)
     result = fla_result([
         dict(fla, context=1024, status="ok", tokens_per_s=15.0, peak_gib=1.27, prefill_plus_1_s=0.08),

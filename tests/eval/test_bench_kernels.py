@@ -1,23 +1,13 @@
 """bench/kernels.py on the CPU: name scoping, graph-timing bookkeeping and the report."""
-import importlib.util
 import json
 import symtable
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "kernels.py"
+from conftest import BENCH, load_bench
 
-
-def load_bench(monkeypatch):
-    """The script as a module; bench/ goes on sys.path, as it does when the script runs."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_kernels", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+SCRIPT = BENCH / "kernels.py"
 
 
 def test_no_function_rebinds_torch_locally():
@@ -43,7 +33,7 @@ def cpu_inputs(B, T, H, K, V, seed=0, **_):
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_time_delta_graph_fields(monkeypatch, fail):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "kernels")
     zk = bench.import_zoo().kernels
     monkeypatch.setattr(bench, "make_delta_inputs", cpu_inputs)
     monkeypatch.setattr(bench, "ms", lambda fn, **kw: (fn(), 2.0)[1])
@@ -80,7 +70,7 @@ def result(training):
 
 
 def test_markdown_graph_ratios_first_and_old_json(monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "kernels")
     s = bench.SHAPES[0]
     new = bench.markdown(result([row(s, "zoo.chunk_delta_rule", 0.5, 1.6, 0.4, 1.2),
                                  row(s, "fla.chunk_delta_rule", 1.0, 2.5, 0.8, 1.6)]))
@@ -93,7 +83,7 @@ def test_markdown_graph_ratios_first_and_old_json(monkeypatch):
 
 
 def test_render_writes_markdown_to_out(tmp_path, monkeypatch):
-    bench = load_bench(monkeypatch)
+    bench = load_bench(monkeypatch, "kernels")
     src = tmp_path / "kernels.json"
     src.write_text(json.dumps(result([])))
     bench.main(["--render", str(src), "--out", str(tmp_path / "md")])
