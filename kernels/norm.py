@@ -25,10 +25,10 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-__all__ = ["rms_norm", "l2_normalize", "silu_mul", "torch_rms_norm", "torch_l2_normalize", "torch_silu_mul",
-           "use_triton"]
+from .utils import KERNEL_DTYPES
 
-KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)  # what the Triton ops take (fp64: the references)
+__all__ = ["rms_norm", "l2_normalize", "silu_mul", "torch_rms_norm", "torch_l2_normalize", "torch_silu_mul"]
+
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -292,11 +292,6 @@ def _row_launch(M: int, D: int, device: torch.device, per_sm: int) -> Tuple[tupl
     n_blocks = triton.cdiv(M, rows)
     meta = dict(BLOCK_D=block_d, ROWS=rows, num_warps=min(8, max(1, rows * block_d // 256)))
     return (_programs(n_blocks, device, per_sm),), n_blocks, meta
-
-
-def use_triton(*tensors: Optional[torch.Tensor]) -> bool:
-    """Whether the layers take the Triton op: every given tensor (None skipped) on CUDA in fp16/bf16/fp32."""
-    return all(t is None or (t.is_cuda and t.dtype in KERNEL_DTYPES) for t in tensors)
 
 
 def _check(op: str, **tensors) -> None:

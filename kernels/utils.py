@@ -91,6 +91,14 @@ def seq_bounds(cu_seqlens: Optional[torch.Tensor], B: int, T: int) -> List[Tuple
     return list(zip(offs[:-1], offs[1:]))
 
 
+KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)  # what the Triton layer ops take (fp64: the references)
+
+
+def use_triton(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether a layer takes its Triton op: every given tensor (None skipped) on CUDA in fp16/bf16/fp32."""
+    return all(t is None or (t.is_cuda and t.dtype in KERNEL_DTYPES) for t in tensors)
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Math dtype of the reference ops: float64 stays float64, everything else runs in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.kernels.norm import silu_mul, torch_silu_mul, use_triton
+from zoo.kernels.norm import silu_mul, torch_silu_mul
+from zoo.kernels.utils import use_triton
 
 
 class SwiGLU(nn.Module):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from zoo.kernels.norm import l2_normalize as _l2_normalize_triton
-from zoo.kernels.norm import rms_norm, torch_l2_normalize, torch_rms_norm, use_triton
+from zoo.kernels.norm import rms_norm, torch_l2_normalize, torch_rms_norm
+from zoo.kernels.utils import use_triton
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.kernels.conv import MAX_SIZE, causal_conv1d_silu, torch_causal_conv1d_silu
+from zoo.kernels.utils import use_triton
 from zoo.layers.norm import RMSNorm
 from zoo.layers.packing import positions_in_document
 
@@ -33,15 +34,10 @@ class RecurrentCache:
     v_tail: Optional[torch.Tensor]
 
 
-def _fused(x: torch.Tensor, size: int) -> bool:
-    """Whether ShortConvolution runs the Triton kernels on x."""
-    return x.is_cuda and x.dtype != torch.float64 and size <= MAX_SIZE
-
-
 class ShortConvolution(nn.Module):
     """Causal depthwise conv over time followed by SiLU; never reads across a document start.
 
-    CUDA inputs (up to kernels.conv.MAX_SIZE taps, not float64) run the fused Triton kernels
+    CUDA inputs in fp16/bf16/fp32 (up to kernels.conv.MAX_SIZE taps) run the fused Triton kernels
     (``causal_conv1d_silu``); others the PyTorch reference ``torch_causal_conv1d_silu``."""
 
     def __init__(self, channels: int, size: int):
@@ -57,7 +53,7 @@ class ShortConvolution(nn.Module):
         reaching into the old tail (or zeros) when T < size-1).
         """
         B, T, C = x.shape
-        op = causal_conv1d_silu if _fused(x, self.size) else torch_causal_conv1d_silu
+        op = causal_conv1d_silu if use_triton(x) and self.size <= MAX_SIZE else torch_causal_conv1d_silu
         out = op(x, self.weight[:, 0, :], tail, pos)
         n = self.size - 1
         if T >= n:
