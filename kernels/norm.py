@@ -150,6 +150,26 @@ def torch_silu_mul(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 @triton.jit
+def _tile(blk, ROWS: tl.constexpr, M, cmask):
+    """Rows [blk * ROWS, (blk + 1) * ROWS) of a row kernel: (rows int64, row mask, [ROWS, BLOCK_D] mask)."""
+    rows = tl.cast(blk, tl.int64) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < M
+    return rows, rmask, rmask[:, None] & cmask[None, :]
+
+
+@triton.jit
+def _load_f32(ptr, rows, stride, cols, mask):
+    """A [ROWS, BLOCK_D] tile of rows with the given row stride (unit column stride), in fp32."""
+    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _store_tile(ptr, rows, D, cols, val, mask):
+    """val into a contiguous [M, D] output at the tile's rows, in the output's dtype."""
+    tl.store(ptr + rows[:, None] * D + cols[None, :], val.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _rms_fwd_kernel(x_ptr, w_ptr, g_ptr, y_ptr, rstd_ptr, M, D, n_blocks, sx, sg, eps,
                     HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr):
     pid, nprog = tl.program_id(0), tl.num_programs(0)
@@ -157,16 +177,14 @@ def _rms_fwd_kernel(x_ptr, w_ptr, g_ptr, y_ptr, rstd_ptr, M, D, n_blocks, sx, sg
     cmask = cols < D
     w = tl.load(w_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
     for blk in range(pid, n_blocks, nprog):
-        rows = tl.cast(blk, tl.int64) * ROWS + tl.arange(0, ROWS)
-        rmask = rows < M
-        mask = rmask[:, None] & cmask[None, :]
-        x = tl.load(x_ptr + rows[:, None] * sx + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        rows, rmask, mask = _tile(blk, ROWS, M, cmask)
+        x = _load_f32(x_ptr, rows, sx, cols, mask)
         rstd = tl.rsqrt(tl.sum(x * x, axis=1) / D + eps)
         y = x * rstd[:, None] * w[None, :]
         if HAS_GATE:
-            g = tl.load(g_ptr + rows[:, None] * sg + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            g = _load_f32(g_ptr, rows, sg, cols, mask)
             y = y * (g * tl.sigmoid(g))
-        tl.store(y_ptr + rows[:, None] * D + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+        _store_tile(y_ptr, rows, D, cols, y, mask)
         tl.store(rstd_ptr + rows, rstd, mask=rmask)
 
 
@@ -179,23 +197,21 @@ def _rms_bwd_kernel(x_ptr, w_ptr, g_ptr, dy_ptr, rstd_ptr, dx_ptr, dg_ptr, dw_pt
     w = tl.load(w_ptr + cols, mask=cmask, other=0.0).to(tl.float32)
     dw = tl.zeros([BLOCK_D], dtype=tl.float32)
     for blk in range(pid, n_blocks, nprog):
-        rows = tl.cast(blk, tl.int64) * ROWS + tl.arange(0, ROWS)
-        rmask = rows < M
-        mask = rmask[:, None] & cmask[None, :]
-        x = tl.load(x_ptr + rows[:, None] * sx + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + rows[:, None] * sdy + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        rows, rmask, mask = _tile(blk, ROWS, M, cmask)
+        x = _load_f32(x_ptr, rows, sx, cols, mask)
+        dy = _load_f32(dy_ptr, rows, sdy, cols, mask)
         rstd = tl.load(rstd_ptr + rows, mask=rmask, other=0.0)
         n = x * rstd[:, None]
         if HAS_GATE:
-            g = tl.load(g_ptr + rows[:, None] * sg + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            g = _load_f32(g_ptr, rows, sg, cols, mask)
             s = tl.sigmoid(g)
             dg = dy * n * w[None, :] * (s * (1 + g * (1 - s)))
-            tl.store(dg_ptr + rows[:, None] * D + cols[None, :], dg.to(dg_ptr.dtype.element_ty), mask=mask)
+            _store_tile(dg_ptr, rows, D, cols, dg, mask)
             dy = dy * (g * s)
         dw += tl.sum(dy * n, axis=0)
         dn = dy * w[None, :]
         dx = rstd[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / D)[:, None])
-        tl.store(dx_ptr + rows[:, None] * D + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        _store_tile(dx_ptr, rows, D, cols, dx, mask)
     tl.store(dw_ptr + pid * D + cols, dw, mask=cmask)
 
 
@@ -205,13 +221,11 @@ def _l2_fwd_kernel(x_ptr, y_ptr, norm_ptr, M, D, n_blocks, sx, eps, BLOCK_D: tl.
     cols = tl.arange(0, BLOCK_D)
     cmask = cols < D
     for blk in range(pid, n_blocks, nprog):
-        rows = tl.cast(blk, tl.int64) * ROWS + tl.arange(0, ROWS)
-        rmask = rows < M
-        mask = rmask[:, None] & cmask[None, :]
-        x = tl.load(x_ptr + rows[:, None] * sx + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        rows, rmask, mask = _tile(blk, ROWS, M, cmask)
+        x = _load_f32(x_ptr, rows, sx, cols, mask)
         norm = tl.sqrt(tl.sum(x * x, axis=1))
         y = x / tl.maximum(norm, eps)[:, None]
-        tl.store(y_ptr + rows[:, None] * D + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+        _store_tile(y_ptr, rows, D, cols, y, mask)
         tl.store(norm_ptr + rows, norm, mask=rmask)
 
 
@@ -222,17 +236,15 @@ def _l2_bwd_kernel(x_ptr, dy_ptr, norm_ptr, dx_ptr, M, D, n_blocks, sx, sdy, eps
     cols = tl.arange(0, BLOCK_D)
     cmask = cols < D
     for blk in range(pid, n_blocks, nprog):
-        rows = tl.cast(blk, tl.int64) * ROWS + tl.arange(0, ROWS)
-        rmask = rows < M
-        mask = rmask[:, None] & cmask[None, :]
-        x = tl.load(x_ptr + rows[:, None] * sx + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + rows[:, None] * sdy + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        rows, rmask, mask = _tile(blk, ROWS, M, cmask)
+        x = _load_f32(x_ptr, rows, sx, cols, mask)
+        dy = _load_f32(dy_ptr, rows, sdy, cols, mask)
         norm = tl.load(norm_ptr + rows, mask=rmask, other=0.0)
         r = 1.0 / tl.maximum(norm, eps)
         y = x * r[:, None]
         proj = dy - y * tl.sum(dy * y, axis=1)[:, None]
         dx = tl.where((norm > eps)[:, None], r[:, None] * proj, dy * r[:, None])
-        tl.store(dx_ptr + rows[:, None] * D + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        _store_tile(dx_ptr, rows, D, cols, dx, mask)
 
 
 @triton.jit
