@@ -62,6 +62,20 @@ def _tap(w, oc, mc, j: tl.constexpr, S: tl.constexpr):
 
 
 @triton.jit
+def _taps(w, oc, mc, S: tl.constexpr):
+    """The four fp32 taps w0..w3 (w0 multiplies the current token; zeros beyond S)."""
+    return _tap(w, oc, mc, 0, S), _tap(w, oc, mc, 1, S), _tap(w, oc, mc, 2, S), _tap(w, oc, mc, 3, S)
+
+
+@triton.jit
+def _history(x, tail, b, t, oc, mc, T, C, S: tl.constexpr, HAS_TAIL: tl.constexpr):
+    """Rows t-1, t-2, t-3 of xin in fp32: the inputs a walk starting at row t already needs."""
+    return (_row(x, tail, b, t - 1, oc, mc, T, C, S, HAS_TAIL).to(tl.float32),
+            _row(x, tail, b, t - 2, oc, mc, T, C, S, HAS_TAIL).to(tl.float32),
+            _row(x, tail, b, t - 3, oc, mc, T, C, S, HAS_TAIL).to(tl.float32))
+
+
+@triton.jit
 def _pos(pos, t, T, HAS_POS: tl.constexpr):
     """pos[t] as loaded (0 outside [0, T)); without pos, 3 (every tap kept)."""
     if HAS_POS:
@@ -79,13 +93,8 @@ def _fwd_kernel(x, w, tail, pos, y, T, C, R,
     b = tl.program_id(2)
     t0 = tl.program_id(1) * R
     t1 = tl.minimum(t0 + R, T)
-    w0 = _tap(w, oc, mc, 0, S)
-    w1 = _tap(w, oc, mc, 1, S)
-    w2 = _tap(w, oc, mc, 2, S)
-    w3 = _tap(w, oc, mc, 3, S)
-    x1 = _row(x, tail, b, t0 - 1, oc, mc, T, C, S, HAS_TAIL).to(tl.float32)
-    x2 = _row(x, tail, b, t0 - 2, oc, mc, T, C, S, HAS_TAIL).to(tl.float32)
-    x3 = _row(x, tail, b, t0 - 3, oc, mc, T, C, S, HAS_TAIL).to(tl.float32)
+    w0, w1, w2, w3 = _taps(w, oc, mc, S)
+    x1, x2, x3 = _history(x, tail, b, t0, oc, mc, T, C, S, HAS_TAIL)
     xa = _row(x, tail, b, t0, oc, mc, T, C, S, HAS_TAIL)  # prefetched rows t, t+1
     xb = _row(x, tail, b, t0 + 1, oc, mc, T, C, S, HAS_TAIL)
     pa = _pos(pos, t0, T, HAS_POS)
@@ -121,13 +130,8 @@ def _bwd_kernel(x, w, tail, pos, dy, dx, dtail, dwp, T, C, R, P,
     b = tl.program_id(2)
     u0 = tl.program_id(1) * R - P
     u1 = tl.minimum(u0 + R, T)
-    w0 = _tap(w, oc, mc, 0, S)
-    w1 = _tap(w, oc, mc, 1, S)
-    w2 = _tap(w, oc, mc, 2, S)
-    w3 = _tap(w, oc, mc, 3, S)
-    x1 = _row(x, tail, b, u0 - 1, oc, mc, T, C, S, HAS_TAIL).to(tl.float32)
-    x2 = _row(x, tail, b, u0 - 2, oc, mc, T, C, S, HAS_TAIL).to(tl.float32)
-    x3 = _row(x, tail, b, u0 - 3, oc, mc, T, C, S, HAS_TAIL).to(tl.float32)
+    w0, w1, w2, w3 = _taps(w, oc, mc, S)
+    x1, x2, x3 = _history(x, tail, b, u0, oc, mc, T, C, S, HAS_TAIL)
     xa = _row(x, tail, b, u0, oc, mc, T, C, S, HAS_TAIL)  # prefetched rows t, t+1 of x and dy
     xb = _row(x, tail, b, u0 + 1, oc, mc, T, C, S, HAS_TAIL)
     pa = _pos(pos, u0, T, HAS_POS)
