@@ -147,8 +147,6 @@ class ZooLightningModule(L.LightningModule):
     def training_step(self, batch: Dict[str, Any], batch_idx: int):
         if self._val_done_at is None and self.global_step == 0:
             self.run_validation()
-        self._settle_flags(wait=False)
-        cfg = self.train_cfg
         opt, sched = self.optimizers(), self.lr_schedulers()
         micro: List[Dict[str, torch.Tensor]] = batch["micro"]
         world = self.trainer.world_size
@@ -185,19 +183,17 @@ class ZooLightningModule(L.LightningModule):
         now = time.perf_counter()
         tok_s = step_tokens / max(now - self._t_last, 1e-9) if self._t_last is not None else None
         self._t_last = now
-        if self.global_step % self.train_cfg.log_every == 0 or self.global_step >= self.trainer.max_steps:
-            self._settle_flags(wait=True)
-            if not bool(bad):  # a skipped step logs its count (above), not its loss
-                metrics = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr,
-                           "train/tokens": float(self.tokens_seen)}
-                if tok_s is not None:
-                    metrics["train/tokens_per_s"] = tok_s
-                self._log_now(metrics)
-                self.log("loss", metrics["train/loss"], prog_bar=True, logger=False)  # the bar: at log steps
-                if tok_s is not None:
-                    self.log("tok/s", tok_s, prog_bar=True, logger=False)
-        else:
-            self._settle_flags(wait=False)
+        log_step = self.global_step % self.train_cfg.log_every == 0 or self.global_step >= self.trainer.max_steps
+        self._settle_flags(wait=log_step)  # a log step reads the loss anyway: it waits for the flags too
+        if log_step and not bool(bad):  # a skipped step logs its count (in _settle_flags), not its loss
+            metrics = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/lr": lr,
+                       "train/tokens": float(self.tokens_seen)}
+            if tok_s is not None:
+                metrics["train/tokens_per_s"] = tok_s
+            self._log_now(metrics)
+            self.log("loss", metrics["train/loss"], prog_bar=True, logger=False)  # the bar: at log steps
+            if tok_s is not None:
+                self.log("tok/s", tok_s, prog_bar=True, logger=False)
         return loss
 
     def _settle_flags(self, wait: bool) -> None:
