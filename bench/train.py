@@ -94,16 +94,29 @@ def random_cu(B: int, T: int, gen: torch.Generator, mean_doc: int = 512) -> torc
     return torch.tensor(sorted(cuts), dtype=torch.int32)
 
 
-def profile_steps(step: Callable[[], None], device, path: Path, steps: int = 2) -> None:
-    """Per-op CUDA time of ``steps`` training steps (torch.profiler), top 60 ops, written to ``path``."""
+def start_profiler(device):
+    """A running torch.profiler over the CPU (and CUDA on a GPU); ``save_profile`` stops it."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step()
-        sync(device)
-    path.write_text(f"{steps} steps\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=60,
+    prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else []))
+    prof.__enter__()
+    return prof
+
+
+def save_profile(prof, device, path: Path, steps: int, sort_by: str) -> None:
+    """Stops ``prof`` and writes its per-op table (top 70 by ``sort_by``) for ``steps`` steps to ``path``."""
+    sync(device)
+    prof.__exit__(None, None, None)
+    path.write_text(f"{steps} steps\n" + prof.key_averages().table(sort_by=sort_by, row_limit=70,
                                                                     max_name_column_width=70))
+
+
+def profile_steps(step: Callable[[], None], device, path: Path, steps: int = 2) -> None:
+    """Per-op CUDA time of ``steps`` training steps (torch.profiler), written to ``path``."""
+    prof = start_profiler(device)
+    for _ in range(steps):
+        step()
+    save_profile(prof, device, path, steps, "cuda_time_total")
 
 
 def measure(step: Callable[[], None], device, warmup: int, steps: int) -> Dict[str, float]:
@@ -196,16 +209,9 @@ def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int,
                 sync(device)
                 self.t1 = time.perf_counter()
                 if profile is not None:
-                    from torch.profiler import ProfilerActivity, profile as torch_profile
-
-                    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-                    self.prof = torch_profile(activities=acts)
-                    self.prof.__enter__()
+                    self.prof = start_profiler(device)
             elif profile is not None and trainer.global_step == warmup + steps + 2:
-                sync(device)
-                self.prof.__exit__(None, None, None)
-                profile.write_text("2 steps\n" + self.prof.key_averages().table(
-                    sort_by="cpu_time_total", row_limit=70, max_name_column_width=70))
+                save_profile(self.prof, device, profile, 2, "cpu_time_total")
 
     total = warmup + steps + (2 if profile is not None else 0)
     tcfg = TrainConfig(steps=total, batch_size=B, lr=3e-4, warmup_steps=1, val_every=10 ** 6,
