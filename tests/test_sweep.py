@@ -341,3 +341,22 @@ def test_best_over_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["sweep", str(recipe), "--out", str(stem), "--best-over", "train.lrr", "--dry-run"])
     assert exc.value.code == 2 and "train.lrr" in capsys.readouterr().err
+
+
+def test_workers_share_out_the_points(tmp_path, capfd):
+    """Two worker processes train the four points between them: each exactly once, in one results file."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY)
+    stem = tmp_path / "out" / "tiny"
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--workers", "2",
+        "--grid", "model.pattern=delta*2,linear*2", "--grid", "train.lr=1e-3,3e-3")
+    out = capfd.readouterr().out
+    records = load_records(stem.with_suffix(".jsonl"))
+    assert sorted(r["key"] for r in records) == sorted({r["key"] for r in records}) and len(records) == 4
+    assert all(r["status"] == "done" for r in records)
+    assert "2 workers on cpu" in out and "[w0]" in out and "[w1]" in out
+    assert "| `delta*2` |" in stem.with_suffix(".md").read_text()  # rendered once, at the end
+    assert not list(stem.parent.glob("*.claims.*"))  # the claims folder is cleaned up
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--workers", "2",
+        "--grid", "model.pattern=delta*2,linear*2", "--grid", "train.lr=1e-3,3e-3")
+    assert "4 already in" in capfd.readouterr().out and len(load_records(stem.with_suffix(".jsonl"))) == 4

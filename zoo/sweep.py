@@ -5,7 +5,10 @@
         --grid "model.pattern=delta*2,gdelta*2,linear*2,swa*2,attn*2,delta swa" \\
         --out bench/results/mqar  [KEY=VALUE ...]  [--budget 420]
 
-Points run in-process, one after another, first ``--grid`` outermost (list easy settings first).
+Points run in-process, one after another, first ``--grid`` outermost (list easy settings first);
+``--workers N`` runs N at a time in worker processes that share out the points (on CUDA spread over
+the visible GPUs: a tiny model's step is bound by the host's kernel launches, so one GPU trains
+several side by side at little cost to each).
 An axis ``a:b=1:2,3:4`` moves keys together (here a=1,b=2 then a=3,b=4); values are split at
 commas outside brackets, so ``swa[window=64]`` is one value. ``KEY=VALUE`` pins a key for every
 point (and drops a grid axis on that key); ``sweep.KEY=VALUE`` (e.g. ``sweep.max_seconds=30``) sets the
@@ -39,8 +42,10 @@ The recipe may hold a ``sweep:`` section (``SweepConfig``); the rest is a normal
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
+import hashlib
 import itertools
 import json
 import math
@@ -50,8 +55,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-
-import contextlib
 
 import torch
 
@@ -478,13 +481,15 @@ def default_device() -> str:
 def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[str] = (), out: Optional[str] = None,
               budget: Optional[float] = None, device: Optional[str] = None, dry_run: bool = False,
               command: Optional[str] = None, extra: Optional[Dict[str, Any]] = None, report: bool = True,
-              best_over: Optional[Sequence[str]] = None,
+              best_over: Optional[Sequence[str]] = None, workers: int = 1, claims: Optional[str] = None,
               echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
     """Run every unfinished point of the grid; returns the records of this invocation's runs.
 
     ``extra``: fields added to every record (e.g. which kernel path ran); ``report=False`` only
     appends to STEM.jsonl (no .json/.md/.png), e.g. when only the results file is brought back.
     ``best_over``: keys the reports take the best over (None: the recipe's ``sweep.best_over``).
+    ``workers``: processes training points side by side (``_run_workers``); ``claims``: the folder
+    through which such workers share out the points (one claim file per point).
     """
     from zoo.config import ConfigError, load_recipe
 
@@ -528,6 +533,11 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             echo(("done  " if d else "todo  ") + " ".join(p))
         return []
     device = device or default_device()
+    if workers > 1 and todo:
+        return _run_workers(workers, device, stem, echo, report, best_over, dict(
+            recipe_path=recipe_path, grid=list(grid), overrides=list(overrides) + [f"sweep.{o}" for o in runner],
+            out=str(stem), budget=None if deadline is None else deadline - time.perf_counter(),
+            command=command, extra=extra, best_over=best_over))
     card = _device_name(device)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -537,6 +547,8 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
         if deadline is not None and time.perf_counter() >= deadline:
             echo(f"budget of {budget:.0f}s spent: {len(todo) - i} point(s) left for the next invocation")
             break
+        if claims is not None and not _claim(Path(claims), point_key(name, p)):
+            continue  # another worker runs it
         echo(f"[{i + 1}/{len(todo)}] {' '.join(p)}")
         try:
             result = run_point(cfg, sweep, device, deadline, echo)
@@ -565,6 +577,66 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
     if report and new:
         render(stem, echo=echo, best_over=best_over)
     return new
+
+
+def _claim(folder: Path, key: str) -> bool:
+    """True for the first caller to claim ``key`` in ``folder`` (an exclusively created file), else False."""
+    try:
+        os.close(os.open(folder / hashlib.sha1(key.encode()).hexdigest(), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _run_workers(workers: int, device: str, stem: Path, echo: Callable[[str], None], report: bool,
+                 best_over: Sequence[str], kwargs: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """``workers`` processes, each a ``run_sweep`` over the same grid that claims its next unclaimed point.
+
+    Tiny synthetic models leave a GPU mostly idle (each step is a few hundred short kernels, bound by
+    the host's launches), so several runs share one GPU at little cost to each; with ``device="cuda"``
+    the workers go round-robin over the visible GPUs. Every worker appends its records to the shared
+    STEM.jsonl (one line per write); the tables are rendered once, at the end.
+    """
+    import multiprocessing
+    import tempfile
+
+    jsonl = stem.with_suffix(".jsonl")
+    before = len(load_records(jsonl))
+    if device == "cuda" and torch.cuda.is_available():
+        devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(workers)]
+    else:
+        devices = [device] * workers
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    echo(f"{workers} workers on {', '.join(sorted(set(devices)))}, {threads} CPU thread(s) each")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with tempfile.TemporaryDirectory(prefix=stem.name + ".claims.", dir=stem.parent) as claims:
+        procs = [ctx.Process(target=_worker, args=(i, devices[i], threads, dict(kwargs, claims=claims)))
+                 for i in range(workers)]
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+        finally:  # Ctrl-C or SIGTERM here: no worker outlives the sweep
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join()
+    failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
+    if failed:
+        echo(f"worker(s) {', '.join(map(str, failed))} exited with an error (see their lines above)")
+    new = load_records(jsonl)[before:]
+    if report and new:
+        render(stem, echo=echo, best_over=best_over)
+    return new
+
+
+def _worker(index: int, device: str, threads: int, kwargs: Dict[str, Any]) -> None:
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))  # Triton launches on the current device
+    run_sweep(device=device, report=False, echo=lambda line: print(f"[w{index}] {line}", flush=True), **kwargs)
 
 
 def _is_done(finished: Dict[str, Dict[str, Any]], name: str, point: Sequence[str], cfg,
