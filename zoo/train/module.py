@@ -11,7 +11,8 @@ Per step: loss → clip (global norm) → AdamW → LR schedule, with no host sy
 step is then never stalled waiting for the host, nor the host for the GPU). A non-finite loss or
 grad norm is caught on the device: the fused AdamW's ``found_inf`` drops that step's update (weights
 and moments untouched; the step still counts and the schedule moves on). The host reads the flag
-once the GPU has produced it (at the latest at the next log step, checkpoint or the end) and then
+from a pinned copy once the GPU has produced it (at the latest at the next log step, checkpoint or
+the end; reading the device tensor instead would wait for every step queued since) and then
 counts the skip (``train.nan_policy=skip``, capped by ``max_nan_skips``) or stops the run with
 ``NonFiniteLossError`` (``stop``). Every rank sees the same flag: the loss and gradients it is
 computed from are already reduced over ranks.
@@ -106,7 +107,7 @@ class ZooLightningModule(L.LightningModule):
                                model_cfg.init_std)
         self._decay = decay_names(self)  # before any FSDP wrapping
         self.nan_skipped = 0
-        self._pending: List[tuple] = []  # (step, non-finite flag, CUDA event or None), oldest first
+        self._pending: List[tuple] = []  # (step, host non-finite flag, CUDA event or None), oldest first
         self.val_losses: List[float] = []  # every validation of this process, in order
         self.tokens_seen = 0
         self._t_last: Optional[float] = None
@@ -176,10 +177,14 @@ class ZooLightningModule(L.LightningModule):
         sched.step()
         self.tokens_seen += step_tokens
         event = None
-        if bad.is_cuda:
+        if bad.is_cuda:  # the flag travels to pinned host memory behind the step; the event says when it landed
+            flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+            flag.copy_(bad, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-        self._pending.append((self.global_step, bad, event))
+        else:
+            flag = bad
+        self._pending.append((self.global_step, flag, event))
         now = time.perf_counter()
         tok_s = step_tokens / max(now - self._t_last, 1e-9) if self._t_last is not None else None
         self._t_last = now
@@ -201,11 +206,13 @@ class ZooLightningModule(L.LightningModule):
         all of them. Oldest first, so the counts and the error name the right step."""
         cfg = self.train_cfg
         while self._pending:
-            step, bad, event = self._pending[0]
-            if event is not None and not wait and not event.query():
-                return
+            step, flag, event = self._pending[0]
+            if event is not None:
+                if not wait and not event.query():
+                    return
+                event.synchronize()  # waits for this step only, never for the work queued after it
             self._pending.pop(0)
-            if not bool(bad):
+            if not bool(flag):  # a host tensor: reading it does not synchronise the device
                 continue
             self.nan_skipped += 1
             if cfg.nan_policy == "stop":
