@@ -290,7 +290,7 @@ def profile_kernels(fn, shape, gated=False, fla=False):
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def sweep(zk, ch, budget_end, groups=None):
+def sweep(zk, ch, budget_end, groups=None, shapes=None):
     """Time fwd / fwd+bwd (CUDA-graph replay) under launch-parameter overrides, one knob group at a time."""
     res = []
     knobs = [
@@ -298,11 +298,14 @@ def sweep(zk, ch, budget_end, groups=None):
         ("wu", [dict(wu_warps=w, wu_stages=st) for w in (4, 8) for st in (1, 2)]),
         ("bwd", [dict(bwd_warps=w, bwd_bk=bk, bwd_bv=bv) for w in (4, 8)
                  for (bk, bv) in ((64, 64), (64, 128), (128, 32), (128, 64))]),  # bk 32: illegal address at K=128
-        ("bwd_dh", [dict(bwd_dh_bv=bv, bwd_dh_warps=w) for bv in (32, 64) for w in (4, 8)]),
-        ("fwd", [dict(fwd_bv=bv, fwd_stages=st) for bv in (32, 64) for st in (1, 2)]),
+        # 16-wide V blocks last (an illegal address would end the sweep): twice the programs of 32 for few heads
+        ("bwd_dh", [dict(bwd_dh_bv=bv, bwd_dh_warps=w) for bv in (32, 64, 16) for w in (4, 8)]
+         + [dict(bwd_dh_bv=16, bwd_dh_warps=2)]),
+        ("fwd", [dict(fwd_bv=bv, fwd_stages=st) for bv in (32, 64, 16) for st in (1, 2)]
+         + [dict(fwd_bv=16, fwd_warps=2, fwd_stages=2)]),
     ]
     knobs = [kv for kv in knobs if groups is None or kv[0] in groups]
-    for shape in (SHAPES[0], SHAPES[2], SHAPES[3]):
+    for shape in shapes or (SHAPES[0], SHAPES[2], SHAPES[3]):
         for gname, cfgs in [("default", [{}])] + knobs:
             for cfg in cfgs:
                 if time.time() > budget_end:
@@ -333,7 +336,11 @@ def main():
     ap.add_argument("--gate", action="store_true",
                     help="only the real-shape bf16 checks (plain, gated) and a varlen one; exit 1 unless all pass")
     ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
+    ap.add_argument("--no-fla", action="store_true", help="leave fla-core out (its autotuner takes minutes per shape)")
+    ap.add_argument("--sweep-shapes", default="", help="BxTxHxD shapes to sweep (comma list; default: three of "
+                    "DESIGN §9's), e.g. 1x16384x16x128,2x8192x16x128")
     a = ap.parse_args()
+    sweep_shapes = [tuple(int(n) for n in sh.split("x")) for sh in a.sweep_shapes.split(",") if sh] or None
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     zk, ch = load_kernels()
@@ -372,7 +379,7 @@ def main():
         res["correctness"] = [{"name": "real shape", "error": traceback.format_exc()[-2000:], "pass": False}]
         log("quick correctness ERROR", res["correctness"][0]["error"][-500:])
     save()
-    fla_fn, fla_ver = load_fla()
+    fla_fn, fla_ver = load_fla() if not a.no_fla else (None, "not loaded (--no-fla)")
     res["fla_version"] = fla_ver
     res["timings"] = timings(zk, ch, fla_fn, quick=a.quick)
     save()
@@ -389,7 +396,7 @@ def main():
             res["profile_error"] = traceback.format_exc()[-1500:]
         save()
         if a.sweep_groups:
-            res["sweep"] = sweep(zk, ch, deadline, groups=a.sweep_groups.split(","))
+            res["sweep"] = sweep(zk, ch, deadline, groups=a.sweep_groups.split(","), shapes=sweep_shapes)
             save()
         a.no_sweep = True
     try:
@@ -413,7 +420,7 @@ def main():
         res["presets"] = presets(zk, ch)
         save()
     if not a.no_sweep:
-        res["sweep"] = sweep(zk, ch, deadline)
+        res["sweep"] = sweep(zk, ch, deadline, shapes=sweep_shapes)
         save()
 
     # short table last

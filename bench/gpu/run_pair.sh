@@ -1,30 +1,63 @@
 #!/usr/bin/env bash
-# Call 2 on a 4-GPU machine (nvidia-h100-x4), all done by --total seconds (default 510). Device tool,
+# One call on a 2-GPU machine (nvidia-h100-x2), all done by --total seconds (default 510). Device tool,
 # with carry [".whl"]:
-#     bash bench/gpu/run_pair.sh
+#     bash bench/gpu/run_pair.sh [--plan train|ddp] [--total S]
 #     bash bench/gpu/run_pair.sh --dry-run
-# GPU0+1 bench/train.py --ddp --fsdp (zoo train on 1 GPU, 2 GPUs DDP, the 1-GPU rounding control,
-#   then 2 GPUs FSDP: issue 5 item 5);
-# GPU2 bench/fused_ops.py (the layers' Triton ops: gate, then timings vs their references), then
-#   bench/train.py on the two zoo DeltaNet rows with a profile of the Lightning path (its unexplained
-#   1.5x overhead on 2026-11-27);
-# GPU3 MQAR past the grid's cap (bench/gpu/mqar_long.sh): linear attention d=128 and d=64 and
-#   DeltaNet d=64 at lr 3e-3 — the comparison issue 7 asks for, at a budget where DeltaNet learns.
+# --plan train (default):
+#   GPU0 bench/train.py: zoo DeltaNet, fla DeltaNet, hybrid SWA and Transformer++ at 8x2048 and 4x4096,
+#        then zoo DeltaNet through zoo.train's Lightning loop (issue 5: the target, and the Lightning path);
+#   GPU1 bench/fused_ops.py (the layers' Triton ops: gate, then timings), then MQAR (below).
+# --plan ddp:
+#   GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP: issue 5
+#        item 5), then MQAR on both GPUs;
+# MQAR (issue 7): the long protocol (20k-step schedule) through `zoo sweep --workers`, 6 runs per GPU,
+#   into $WORK/mqar_long (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+PLAN=train
+args=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --plan) PLAN=$2; shift ;;
+        *) args+=("$1") ;;
+    esac
+    shift
+done
 source bench/gpu/lib.sh
-parse_args "$@"
-setup 4
+parse_args "${args[@]}"
+setup 2
 
-job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@
-job fused 2 20 bash -c "python3 bench/fused_ops.py --out $WORK/fused; python3 bench/train.py --out $WORK/train \
-    --rows 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)' --budget \$(( END_AT - \$(date +%s) - 20 ))"
-job mqar 3 20 bash -c "set -f; for run in 'linear*2 128' 'delta*2 64' 'linear*2 64'; do set -- \$run;
-    bash bench/gpu/mqar_long.sh 3e-3 $WORK/mqar_long_\$2_\${1%\*2} \$1 \$2; done"
+mkdir -p "$WORK/mqar_long"
+cp bench/results/mqar_long.jsonl "$WORK/mqar_long/mqar.jsonl"
+# MQAR_GRID: first axis outermost; the recipe's lr axis (1e-3, 3e-3, 1e-2) stays innermost
+MQAR_GRID=(--grid "model.d_model:model.n_heads=128:1,64:1,256:1"
+           --grid "model.pattern=linear*2,delta*2,linear[feature_map=elu1]*2")
+MQAR_GRID2=(--grid "model.d_model:model.n_heads=128:1"
+            --grid "model.pattern=gdelta*2,attn*2,swa*2,delta swa")
+mqar() {  # mqar WORKERS: the long-protocol grids until END_AT (minus a margin for the write-up)
+    local left=$(( END_AT - $(date +%s) - 15 ))
+    [ $left -lt 60 ] && { echo "no time left for MQAR"; return 0; }
+    local common=(recipes/mqar.yaml data.seq_len=512 data.mqar.num_kv_pairs=64 train.steps=20000
+                  sweep.max_seconds=420 --out "$WORK/mqar_long/mqar" --workers "$1")
+    python3 bench/gpu/zoo_cli.py sweep "${common[@]}" "${MQAR_GRID[@]}" --budget $left
+    left=$(( END_AT - $(date +%s) - 15 ))
+    [ $left -ge 60 ] && python3 bench/gpu/zoo_cli.py sweep "${common[@]}" "${MQAR_GRID2[@]}" --budget $left
+}
+export WORK  # the job shells below run mqar() with it
+
+ROWS='zoo DeltaNet,fla DeltaNet,zoo hybrid SWA,zoo Transformer++,zoo DeltaNet via zoo.train (Lightning)'
+if [ "$PLAN" = train ]; then
+    job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@
+    job fused_mqar 1 20 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar);
+        python3 bench/fused_ops.py --out $WORK/fused; mqar 6"
+else
+    job ddp_mqar 0,1 20 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar);
+        python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out $WORK/ddp --budget 330; mqar 12"
+fi
 wait_all
 
 status_lines
+show "train: tokens/s" "$WORK/train/train.md" 16
 show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
-show "train: zoo DeltaNet, raw and through Lightning" "$WORK/train/train.md" 12
 show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
-for d in "$WORK"/mqar_long_*; do show "mqar long $(basename "$d")" "$d/mqar.md" 4 tail; done
+show "mqar long" "$WORK/mqar_long/mqar.md" 40 head
