@@ -325,6 +325,19 @@ def sweep(zk, ch, budget_end, groups=None, shapes=None):
     return res
 
 
+def print_sweep(rows) -> None:
+    """The best fwd+bwd of each (shape, knob group) of a sweep."""
+    best = {}
+    for r in rows:
+        if "fb" in r:
+            key = (tuple(r["shape"]), r["group"])
+            if key not in best or r["fb"] < best[key]["fb"]:
+                best[key] = r
+    print("\n== sweep: best fwd+bwd per knob group ==")
+    for (shape, g), r in best.items():
+        print(f"{'x'.join(map(str, shape)):<16} {g:<7} {r['cfg']} fwd {r['fwd']:.3f} fb {r['fb']:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench" / "results" / "kernels"))
@@ -336,6 +349,7 @@ def main():
     ap.add_argument("--gate", action="store_true",
                     help="only the real-shape bf16 checks (plain, gated) and a varlen one; exit 1 unless all pass")
     ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
+    ap.add_argument("--only-sweep", action="store_true", help="the sweep alone (--sweep-groups, --sweep-shapes)")
     ap.add_argument("--no-fla", action="store_true", help="leave fla-core out (its autotuner takes minutes per shape)")
     ap.add_argument("--sweep-shapes", default="", help="BxTxHxD shapes to sweep (comma list; default: three of "
                     "DESIGN §9's), e.g. 1x16384x16x128,2x8192x16x128")
@@ -373,6 +387,12 @@ def main():
         print("gate:", "PASS" if ok else "FAIL")
         raise SystemExit(0 if ok else 1)
     deadline = T0 + a.budget
+    if a.only_sweep:
+        res["sweep"] = sweep(zk, ch, deadline, groups=a.sweep_groups.split(",") if a.sweep_groups else None,
+                             shapes=sweep_shapes)
+        save()
+        print_sweep(res["sweep"])
+        return
     try:
         res["correctness"] = correctness(zk, "quick" if a.quick else False, quick=True, ch=ch)
     except Exception:
@@ -452,15 +472,7 @@ def main():
         print(f"{'x'.join(map(str, r['shape'])):<16} " + " | ".join(f"{f(c + '_gfwd')} / {f(c + '_gfb')}" for c in cols)
               + f" | {ratio}")
     if res.get("sweep"):
-        best = {}
-        for r in res["sweep"]:
-            if "fb" in r:
-                key = (tuple(r["shape"]), r["group"])
-                if key not in best or r["fb"] < best[key]["fb"]:
-                    best[key] = r
-        print("\n== sweep: best fwd+bwd per knob group ==")
-        for (shape, g), r in best.items():
-            print(f"{'x'.join(map(str, shape)):<16} {g:<7} {r['cfg']} fwd {r['fwd']:.3f} fb {r['fb']:.3f}")
+        print_sweep(res["sweep"])
     print(f"\nall correctness checks: {'PASS' if all(r['pass'] for r in res['correctness']) else 'FAIL'}; wrote {out}")
 
 

@@ -51,6 +51,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -610,6 +611,10 @@ def _run_workers(workers: int, device: str, stem: Path, echo: Callable[[str], No
     echo(f"{workers} workers on {', '.join(sorted(set(devices)))}, {threads} CPU thread(s) each")
     stem.parent.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     with tempfile.TemporaryDirectory(prefix=stem.name + ".claims.", dir=stem.parent) as claims:
         procs = [ctx.Process(target=_worker, args=(i, devices[i], threads, dict(kwargs, claims=claims)))
                  for i in range(workers)]
@@ -618,12 +623,15 @@ def _run_workers(workers: int, device: str, stem: Path, echo: Callable[[str], No
                 p.start()
             for p in procs:
                 p.join()
-        finally:  # Ctrl-C or SIGTERM here: no worker outlives the sweep
+        except KeyboardInterrupt as why:  # Ctrl-C or SIGTERM: the finished runs are in STEM.jsonl
+            echo(f"stopped ({why or 'interrupt'}): the runs in flight are not recorded")
+        finally:  # no worker outlives the sweep
+            signal.signal(signal.SIGTERM, previous)
             for p in procs:
                 if p.is_alive():
                     p.terminate()
                     p.join()
-    failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
+    failed = [i for i, p in enumerate(procs) if p.exitcode not in (0, -signal.SIGTERM)]
     if failed:
         echo(f"worker(s) {', '.join(map(str, failed))} exited with an error (see their lines above)")
     new = load_records(jsonl)[before:]

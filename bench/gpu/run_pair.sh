@@ -8,8 +8,12 @@
 #        then zoo DeltaNet through zoo.train's Lightning loop (issue 5: the target, and the Lightning path);
 #   GPU1 bench/fused_ops.py (the layers' Triton ops: gate, then timings), then MQAR (below).
 # --plan ddp:
-#   GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP: issue 5
-#        item 5), then MQAR on both GPUs;
+#   first GPU0 bench/train.py on the zoo DeltaNet rows and the Lightning row (each with its profile) and
+#        GPU1 a sweep of the delta-rule recurrences' launch parameters at the long shapes (issue 3);
+#   then GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP:
+#        issue 5 item 5), then MQAR on both GPUs;
+# Timing jobs never share the machine with MQAR's workers (their host load slowed the host-bound
+# training rows by up to 2x on 2026-11-27, session 4 call 1).
 # MQAR (issue 7): the long protocol (20k-step schedule) through `zoo sweep --workers`, 6 runs per GPU,
 #   into $WORK/mqar_long (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
 set -uo pipefail
@@ -50,14 +54,21 @@ if [ "$PLAN" = train ]; then
     job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@
     job fused_mqar 1 20 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar);
         python3 bench/fused_ops.py --out $WORK/fused; mqar 6"
+    wait_all
 else
+    job rows 0 15 python3 bench/train.py --out "$WORK/train" --rows 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)' \
+        --budget 150
+    job sweep 1 15 python3 bench/check_kernels_gpu.py --only-sweep --sweep-groups fwd,bwd_dh \
+        --sweep-shapes 1x16384x16x128,2x8192x16x128 --out "$WORK/kernels" --budget 150
+    wait_all
     job ddp_mqar 0,1 20 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar);
-        python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out $WORK/ddp --budget 330; mqar 12"
+        python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out $WORK/ddp --budget 250; mqar 12"
+    wait_all
 fi
-wait_all
 
 status_lines
 show "train: tokens/s" "$WORK/train/train.md" 16
 show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
 show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
+show "kernel sweep" "$OUT/sweep.log" 20
 show "mqar long" "$WORK/mqar_long/mqar.md" 40 head
