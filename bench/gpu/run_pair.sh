@@ -6,16 +6,18 @@
 # --plan train (default):
 #   GPU0 bench/train.py: zoo DeltaNet, fla DeltaNet, hybrid SWA and Transformer++ at 8x2048 and 4x4096,
 #        then zoo DeltaNet through zoo.train's Lightning loop (issue 5: the target, and the Lightning path);
-#   GPU1 bench/fused_ops.py (the layers' Triton ops: gate, then timings), then MQAR (below).
+#   GPU1 bench/fused_ops.py (the layers' Triton ops: gate, then timings).
 # --plan ddp:
 #   first GPU0 bench/train.py on the zoo DeltaNet rows and the Lightning row (each with its profile) and
 #        GPU1 a sweep of the delta-rule recurrences' launch parameters at the long shapes (issue 3);
 #   then GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP:
-#        issue 5 item 5), then MQAR on both GPUs;
+#        issue 5 item 5);
+# --plan mqar: MQAR alone, 12 runs at a time on the two GPUs;
 # Timing jobs never share the machine with MQAR's workers (their host load slowed the host-bound
 # training rows by up to 2x on 2026-11-27, session 4 call 1).
 # MQAR (issue 7): the long protocol (20k-step schedule) through `zoo sweep --workers`, 6 runs per GPU,
 #   into $WORK/mqar_long (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
+#   (Session 4 call 1 ran 6 MQAR workers beside the training rows: the rows are not comparable.)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PLAN=train
@@ -52,17 +54,18 @@ export WORK  # the job shells below run mqar() with it
 ROWS='zoo DeltaNet,fla DeltaNet,zoo hybrid SWA,zoo Transformer++,zoo DeltaNet via zoo.train (Lightning)'
 if [ "$PLAN" = train ]; then
     job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@
-    job fused_mqar 1 20 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar);
-        python3 bench/fused_ops.py --out $WORK/fused; mqar 6"
+    job fused 1 20 python3 bench/fused_ops.py --out "$WORK/fused"
     wait_all
-else
+elif [ "$PLAN" = ddp ]; then
     job rows 0 15 python3 bench/train.py --out "$WORK/train" --rows 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)' \
         --budget 150
     job sweep 1 15 python3 bench/check_kernels_gpu.py --only-sweep --sweep-groups fwd,bwd_dh \
         --sweep-shapes 1x16384x16x128,2x8192x16x128 --out "$WORK/kernels" --budget 150
     wait_all
-    job ddp_mqar 0,1 20 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar);
-        python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out $WORK/ddp --budget 250; mqar 12"
+    job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@
+    wait_all
+else
+    job mqar 0,1 0 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar); mqar 12"
     wait_all
 fi
 
