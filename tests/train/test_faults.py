@@ -99,7 +99,6 @@ def test_persistent_nan_stops_after_max_skips(tiny_run):
     ("train.batch_size=0", "'train.batch_size': 0; it must be > 0"),
     ("data.type=tweets", "data.type='tweets' is not one of embedded"),
     ("train.betas=[0.9]", "train.betas"),
-    ("train.strategy=fsdp", "shards over GPUs only"),
 ])
 def test_bad_recipe_values_exit_2_with_one_line(capsys, override, expected, tmp_path):
     with pytest.raises(SystemExit) as info:

@@ -27,23 +27,30 @@ def test_no_weight_decay_on_norms_biases_embeddings():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
-def test_groups_follow_names_decided_before_wrapping():
-    """FSDP wraps blocks (names gain ``_fsdp_wrapped_module.``) and flattens shapes: the names decided on
-    the plain model still pick the same parameters."""
+def test_groups_follow_names_decided_before_sharding(tmp_path):
+    """FSDP2's ``fully_shard`` turns the parameters into DTensors but keeps their names: the names decided
+    on the plain model still pick the same parameters (a 1-process gloo group)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
     cfg = load_recipe("recipes/hybrid_swa.yaml", ["model.d_model=32", "model.n_heads=2", "model.vocab_size=64"]).model
     model = ZooModel(cfg)
     decay = decay_names(model)
-    expected = {id(p) for p in param_groups(model, 0.1)[0]["params"]}
-
-    class Wrapped(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self._fsdp_wrapped_module = inner
-
-    for i in range(len(model.layers)):
-        model.layers[i] = Wrapped(model.layers[i])
-    assert any("_fsdp_wrapped_module" in n for n, _ in model.named_parameters())
-    assert {id(p) for p in param_groups(model, 0.1, decay)[0]["params"]} == expected
+    names = {id(p): n for n, p in model.named_parameters()}
+    expected = {names[id(p)] for p in param_groups(model, 0.1)[0]["params"]}
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        for layer in model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        assert all(isinstance(p, DTensor) for p in model.parameters())
+        names = {id(p): n for n, p in model.named_parameters()}
+        assert {names[id(p)] for p in param_groups(model, 0.1, decay)[0]["params"]} == expected
+    finally:
+        dist.destroy_process_group()
 
 
 def test_warmup_then_cosine_to_floor():

@@ -44,19 +44,21 @@ def export_model(trainer: L.Trainer, pl_module: L.LightningModule, model_dir: Pa
     """Refresh ``model_dir`` with ``save_pretrained`` + the tokenizer (``tokenizer.save(dir)`` writes
     ``tokenizer.json``; None for synthetic data). Call on every rank (FSDP gathers).
 
-    Under FSDP the full state dict is gathered to rank 0 and loaded into a CPU copy of the
-    model; otherwise rank 0 saves the live (unsharded) model directly.
+    Under FSDP the full state dict is gathered to rank 0 (on the CPU) and loaded into a CPU copy
+    of the model; otherwise rank 0 saves the live (unsharded) model directly.
     """
-    from lightning.pytorch.strategies import FSDPStrategy
+    from lightning.pytorch.strategies import ModelParallelStrategy
 
-    if isinstance(trainer.strategy, FSDPStrategy):
-        full = trainer.strategy.lightning_module_state_dict()  # collective; populated on rank 0
-        if not trainer.is_global_zero:
+    if isinstance(trainer.strategy, ModelParallelStrategy):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(pl_module.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if not trainer.is_global_zero:  # collective; populated on rank 0 only
             return
         from zoo.model import ZooModel
 
         model = ZooModel(pl_module.model.config)
-        model.load_state_dict({k[len("model."):]: v for k, v in full.items() if k.startswith("model.")})
+        model.load_state_dict(full)
     else:
         if not trainer.is_global_zero:
             return

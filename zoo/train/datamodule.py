@@ -129,22 +129,31 @@ class ZooDataModule(L.LightningDataModule):
         return DataLoader(_Steps(self.train_data, self.micro_rows, self.next_index), batch_size=None, num_workers=0,
                           pin_memory=pin)
 
-    def val_batches_for_rank(self) -> List[Dict[str, torch.Tensor]]:
+    def val_batches_for_rank(self, pad: bool = False) -> List[Dict[str, torch.Tensor]]:
         """This rank's rows of the first ``train.val_batches`` held-out batches, in micro batches.
 
         Held-out batches have ``train.batch_size`` (global) rows; rank r takes the r-th of
         ``world_size`` row slices of each, so every device count evaluates the same tokens.
+        With ``pad`` (FSDP, whose forwards are collective), a rank with fewer micro batches than
+        rank 0 (the busiest: it takes a full slice of each) is topped up with copies of the first
+        held-out micro batch whose labels are all -100: they run but count nothing.
         """
         n = self.cfg.train.val_batches
         if hasattr(self.val_data, "__len__"):
             n = min(n, len(self.val_data))
         out: List[Dict[str, torch.Tensor]] = []
+        busiest = 0
         for i in range(n):
             batch = self.val_data[i]
             rows = batch["input_ids"].shape[0]
-            pieces = split_rows(batch, -(-rows // self.world_size))
+            share = -(-rows // self.world_size)
+            pieces = split_rows(batch, share)
             if self.rank < len(pieces):
                 out.extend(split_rows(pieces[self.rank], self.micro_rows))
+            busiest += -(-min(rows, share) // self.micro_rows)
+        if pad and len(out) < busiest:
+            first = split_rows(self.val_data[0], self.micro_rows)[0]
+            out += [dict(first, labels=torch.full_like(first["labels"], -100))] * (busiest - len(out))
         return out
 
     # ---- exact resume ------------------------------------------------------------------

@@ -24,12 +24,18 @@ targets; for MQAR the recall accuracy), token means over all ranks.
 ``objective="autoencode"`` (MAD compression) adds ``self.head``, a ``CompressionDecoder`` that
 rebuilds the sequence from the model's output at its last position (``zoo.train.heads``); it is
 trained, clipped, checkpointed and restored with the model.
+
+``train.strategy=fsdp`` is FSDP2 through Lightning's ``ModelParallelStrategy``: ``configure_model``
+shards each ``Block`` and then the model with ``fully_shard``, whose per-module hooks gather the
+weights around each forward and reduce-scatter the gradients in backward, so ``manual_backward``
+works inside ``training_step`` as it does under DDP. Parameters and gradients are then DTensor shards.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+import warnings
 from typing import Any, Dict, List, Optional
 
 import lightning as L
@@ -51,7 +57,7 @@ class NonFiniteLossError(ZooError):
 def decay_names(model: nn.Module) -> set:
     """Names of the parameters AdamW decays: matrices of linear layers; not norms, biases or embeddings.
 
-    Decided on the unwrapped model (FSDP later flattens parameters, so shapes cannot tell then).
+    Decided on the plain model, before FSDP shards it (``fully_shard`` keeps the parameter names).
     """
     no_decay: set = set()
     for module in model.modules():
@@ -61,7 +67,7 @@ def decay_names(model: nn.Module) -> set:
 
 
 def _clean(name: str) -> str:
-    for wrapper in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."):
+    for wrapper in ("_checkpoint_wrapped_module.", "_orig_mod."):
         name = name.replace(wrapper, "")
     return name
 
@@ -105,7 +111,7 @@ class ZooLightningModule(L.LightningModule):
         self.model = model if model is not None else ZooModel(model_cfg)
         self.head = build_head(objective, model_cfg.d_model, model_cfg.vocab_size, model_cfg.norm_eps,
                                model_cfg.init_std)
-        self._decay = decay_names(self)  # before any FSDP wrapping
+        self._decay = decay_names(self)  # before any FSDP sharding
         self.nan_skipped = 0
         self._pending: List[tuple] = []  # (step, host non-finite flag, CUDA event or None), oldest first
         self.val_losses: List[float] = []  # every validation of this process, in order
@@ -113,10 +119,36 @@ class ZooLightningModule(L.LightningModule):
         self._t_last: Optional[float] = None
         self._val_done_at: Optional[int] = None
 
+    # ---- sharding -----------------------------------------------------------------------
+    def _sharded(self) -> bool:
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        return self._trainer is not None and isinstance(self.trainer.strategy, ModelParallelStrategy)
+
+    def configure_model(self) -> None:
+        """Under ``train.strategy=fsdp``: FSDP2 over the data-parallel mesh, each ``Block`` then the model
+        (the root gathers the embeddings, final norm and LM head). Other strategies leave the model as it is."""
+        if not self._sharded():
+            return
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        from zoo.model import Block
+
+        if isinstance(self.model, FSDPModule):  # Lightning calls this hook again on a later fit/validate
+            return
+        # ZooModel returns its logits as a view; they are only read (CE, argmax), never changed in place
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+        mesh = self.device_mesh["data_parallel"]
+        for module in self.model.modules():
+            if isinstance(module, Block):
+                fully_shard(module, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
+
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self):
         cfg = self.train_cfg
-        # fused on every device: its found_inf drops a non-finite step on the device (no host sync)
+        # fused on every device and under FSDP2 too (it takes DTensor parameters): its found_inf drops a
+        # non-finite step on the device (no host sync)
         opt = torch.optim.AdamW(param_groups(self, cfg.weight_decay, self._decay), lr=cfg.lr, betas=tuple(cfg.betas),
                                 eps=cfg.eps, fused=True)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -132,18 +164,20 @@ class ZooLightningModule(L.LightningModule):
         return task_logits(self.model, self.head, batch["input_ids"], batch.get("cu_seqlens"))
 
     def _no_sync(self, last: bool):
+        """DDP: no gradient all-reduce before the last micro batch. FSDP2 (no ``no_sync``) reduce-scatters
+        every micro batch into the sharded gradients: skipping it would hold full unsharded gradients."""
         model = self.trainer.model if self._trainer is not None else None
         if not last and model is not None and hasattr(model, "no_sync") and self.trainer.world_size > 1:
             return model.no_sync()
         return contextlib.nullcontext()
 
     def _clip(self) -> torch.Tensor:
-        from lightning.pytorch.strategies import FSDPStrategy
+        """Clip to the global gradient norm; returns that norm as a plain tensor. Under FSDP2 the gradients
+        are DTensor shards: ``clip_grad_norm_`` reduces the norm over them and returns a replicated DTensor."""
+        from torch.distributed.tensor import DTensor
 
-        max_norm = self.train_cfg.grad_clip or float("inf")
-        if isinstance(self.trainer.strategy, FSDPStrategy):
-            return self.trainer.strategy.model.clip_grad_norm_(max_norm)
-        return torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.train_cfg.grad_clip or float("inf"))
+        return norm.full_tensor() if isinstance(norm, DTensor) else norm
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int):
         if self._val_done_at is None and self.global_step == 0:
@@ -245,7 +279,9 @@ class ZooLightningModule(L.LightningModule):
         """Token-mean CE (and argmax accuracy on the targets: MQAR's recall metric) over this rank's share
         of the held-out batches, reduced over ranks. Logs val/loss, val/ppl = exp(loss), val/acc."""
         dm = self.trainer.datamodule
-        batches = dm.val_batches_for_rank() if dm is not None else []
+        # FSDP2's forwards are collective: every rank must run as many as the busiest one
+        sharded = self._sharded() and self.trainer.world_size > 1
+        batches = dm.val_batches_for_rank(pad=sharded) if dm is not None else []
         t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()

@@ -92,8 +92,6 @@ def _devices(cfg) -> tuple[str, object, int]:
         acc = "gpu" if torch.cuda.is_available() else "cpu"
     if acc == "gpu" and not torch.cuda.is_available():
         raise ConfigError("train.accelerator=gpu but no CUDA device is visible; use train.accelerator=cpu")
-    if cfg.strategy == "fsdp" and acc != "gpu":
-        raise ConfigError("train.strategy=fsdp shards over GPUs only; on CPU use train.strategy=ddp (or auto)")
     if cfg.devices:
         devices, world = cfg.devices, cfg.devices
     elif acc == "gpu":
@@ -107,18 +105,22 @@ def _strategy(cfg, world: int, objective: str = "lm"):
     """Lightning strategy for ``train.strategy``; ``auto`` over several devices means DDP (never spawn).
 
     A task head (``objective`` other than ``lm``) leaves an untied LM head without gradients, so
-    DDP then looks for unused parameters.
+    DDP then looks for unused parameters. ``fsdp`` is FSDP2 (``fully_shard``, applied in
+    ``ZooLightningModule.configure_model``) over all devices; its checkpoints are one file with the
+    full weights and optimizer state, as under DDP.
     """
     if cfg.strategy == "ddp" or (cfg.strategy == "auto" and world > 1):
         from lightning.pytorch.strategies import DDPStrategy
 
         return DDPStrategy(find_unused_parameters=objective != "lm", gradient_as_bucket_view=True)
     if cfg.strategy == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
+        from lightning.pytorch.strategies import ModelParallelStrategy
 
-        from zoo.model import Block
-
-        return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full", sharding_strategy="FULL_SHARD")
+        if objective != "lm":
+            raise ConfigError("train.strategy=fsdp shards language-model training only; the MAD compression "
+                              "task (a decoder head) runs with train.strategy=ddp or on one device")
+        return ModelParallelStrategy(data_parallel_size=world, tensor_parallel_size=1,
+                                     save_distributed_checkpoint=False)
     return "auto"
 
 
@@ -199,6 +201,7 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     if dm.vocab_size is not None and dm.vocab_size > cfg.model.vocab_size:
         raise ConfigError(f"the data has {dm.vocab_size} token ids but model.vocab_size={cfg.model.vocab_size}; "
                           f"set model.vocab_size={dm.vocab_size} (or larger)")
+    strategy = _strategy(tcfg, world, dm.objective)
     if main:
         echo(f"data: {dm.description}; per device {dm.per_device} rows/step in {dm.accumulate} micro batch(es) "
              f"of {dm.micro_rows}")
@@ -232,7 +235,7 @@ def train(cfg: RunConfig, run_dir: Path, resuming: bool, echo: Callable[[str], N
     loggers = [CSVLogger(run_dir / "logs", name="csv", flush_logs_every_n_steps=1),
                TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False)]
     trainer = L.Trainer(
-        accelerator=acc, devices=devices, strategy=_strategy(tcfg, world, dm.objective), precision=precision,
+        accelerator=acc, devices=devices, strategy=strategy, precision=precision,
         max_steps=tcfg.steps, max_epochs=-1, logger=loggers, callbacks=callbacks,
         log_every_n_steps=tcfg.log_every, enable_progress_bar=tcfg.progress_bar, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
