@@ -455,9 +455,17 @@ def ddp_check(args) -> Dict[str, Any]:
         (out / "train.ddp.md").write_text(render_ddp(result))
 
     keys = ("train/loss", "val/loss", "train/tokens_per_s")
+    if args.reuse:  # finished runs of an earlier invocation (same command: the runs are deterministic)
+        earlier = json.loads(Path(args.reuse).read_text())
+        for label, run in earlier.get("runs", {}).items():
+            if label in setups and label != ONE and run.get("returncode") == 0:  # the reference always runs
+                result["runs"][label] = dict(run, note=f"from {args.reuse} ({earlier.get('date_utc')}, "
+                                                       f"{earlier.get('device')})")
     save()
     try:
         for i, (label, extra) in enumerate(setups.items()):
+            if label in result["runs"]:
+                continue
             name = extra[-1][5:]
             left = deadline - time.time()
             limit = left * (args.ddp_share if i == 0 else 1.0)
@@ -578,6 +586,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--fsdp", action="store_true", help="with --ddp: also a 2-GPU FSDP run (GPUs only)")
     p.add_argument("--ddp-share", type=float, default=0.6,
                    help="--ddp: the largest fraction of the budget left that the 1-GPU run may take")
+    p.add_argument("--reuse", default="", help="--ddp: an earlier train.ddp.json whose finished runs are taken "
+                   "as they are (e.g. the DDP run and the control), so only the others run")
     p.add_argument("--runs-root", default="/tmp/zoo_ddp_runs")
     args = p.parse_args(argv)
     if args.ddp:

@@ -13,6 +13,8 @@
 #   then GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP:
 #        issue 5 item 5);
 # --plan mqar: MQAR alone, 12 runs at a time on the two GPUs;
+# --plan fsdp: bench/train.py --ddp --fsdp with the DDP run and the control taken from
+#   bench/results/train.ddp.json (--reuse): the 1-GPU reference and the FSDP run only;
 # Timing jobs never share the machine with MQAR's workers (their host load slowed the host-bound
 # training rows by up to 2x on 2026-11-27, session 4 call 1).
 # MQAR (issue 7): the long protocol (20k-step schedule) through `zoo sweep --workers`, 6 runs per GPU,
@@ -63,6 +65,10 @@ elif [ "$PLAN" = ddp ]; then
         --sweep-shapes 1x16384x16x128,2x8192x16x128 --out "$WORK/kernels" --budget 150
     wait_all
     job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@
+    wait_all
+elif [ "$PLAN" = fsdp ]; then
+    job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
+        --reuse bench/results/train.ddp.json --budget @BUDGET@
     wait_all
 else
     job mqar 0,1 0 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar); mqar 12"
