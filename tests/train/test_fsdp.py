@@ -4,12 +4,14 @@ The run goes through a small script that makes the loss of optimizer step 4 NaN 
 same run checks the sharded training step (micro batches, the global grad norm over DTensor shards,
 fused AdamW dropping the non-finite step through ``found_inf``), the padded validation (3 held-out rows
 in micro batches of 1: rank 0 runs 2 forwards, rank 1 one and one uncounted, FSDP's forwards being
-collective), the consolidated checkpoint and ``model/`` export, and an exact resume from that
-checkpoint with the optimizer state. In fp32 the two agree to rounding at every step.
+collective), the consolidated checkpoint and ``model/`` export, and exact resumes with the optimizer
+state: FSDP from its own checkpoint, and across strategies both ways. In fp32 all agree to rounding at
+every step.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,21 +66,20 @@ def test_fsdp_two_processes_match_one_and_resume(tiny_run, tiny_overrides, losse
                              text=True, timeout=600)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
+    def check_against_single(run_dir, first_step=0):
+        for key, rel in (("train/loss", 1e-5), ("train/grad_norm", 1e-4), ("train/tokens", 0), ("val/loss", 1e-5),
+                         ("val/acc", 1e-6)):
+            a, b = [(s, v) for s, v in losses(single, key) if s >= first_step], losses(run_dir, key)
+            assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 3, key
+            for (step, x), (_, y) in zip(a, b):
+                assert x == pytest.approx(y, rel=rel), f"{key} at step {step}: 1 process {x}, {run_dir.name} {y}"
+
     zoo("recipes/hybrid_swa.yaml", *tiny_overrides, *COMMON, "train.devices=2", "train.strategy=fsdp",
         f"runs_root={tmp_path / 'runs'}", "name=fsdp")
     fsdp = tmp_path / "runs" / "fsdp"
     assert [s for s, _ in losses(fsdp, "val/loss")] == [0, 3, 6, 9, 10]
     assert losses(fsdp, "train/nan_skipped") == losses(single, "train/nan_skipped") == [(POISON, 1.0)]
-
-    def check_against_single():
-        for key, rel in (("train/loss", 1e-5), ("train/grad_norm", 1e-4), ("train/tokens", 0), ("val/loss", 1e-5),
-                         ("val/acc", 1e-6)):
-            a, b = losses(single, key), losses(fsdp, key)
-            assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 5, key
-            for (step, x), (_, y) in zip(a, b):
-                assert x == pytest.approx(y, rel=rel), f"{key} at step {step}: 1 process {x}, FSDP {y}"
-
-    check_against_single()
+    check_against_single(fsdp)
     ckpt = [torch.load(run / "checkpoints" / "step-0000010.ckpt", weights_only=True) for run in (single, fsdp)]
     assert ckpt[0]["state_dict"].keys() == ckpt[1]["state_dict"].keys()  # one file, the full weights
     for name, w in ckpt[0]["state_dict"].items():
@@ -91,11 +92,20 @@ def test_fsdp_two_processes_match_one_and_resume(tiny_run, tiny_overrides, losse
     for name, w in exported[0].items():
         torch.testing.assert_close(exported[1][name], w, rtol=1e-4, atol=1e-6)
 
-    # resume from step 5: weights, AdamW moments, schedule, data position; steps 6-10 come out the same
-    (fsdp / "checkpoints" / "step-0000010.ckpt").unlink()
-    zoo("--resume", str(fsdp))
-    check_against_single()
-    assert (fsdp / "checkpoints" / "step-0000010.ckpt").is_file()
+    def from_step_5(src: Path, name: str) -> Path:
+        """A copy of ``src`` as it was after step 5 (its checkpoint, no logs)."""
+        dst = tmp_path / "runs" / name
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("logs", "step-0000010.ckpt"))
+        return dst
+
+    # resume from step 5 (weights, AdamW moments, schedule, data position): FSDP from FSDP, FSDP from one
+    # process and one process from FSDP; steps 6-10 come out the same
+    zoo("--resume", str(from_step_5(fsdp, "fsdp_fsdp")))
+    zoo("--resume", str(from_step_5(single, "single_fsdp")), "train.devices=2", "train.strategy=fsdp")
+    tiny_run(resume_dir=from_step_5(fsdp, "fsdp_single"), extra=["train.devices=1", "train.strategy=auto"])
+    for name in ("fsdp_fsdp", "single_fsdp", "fsdp_single"):
+        check_against_single(tmp_path / "runs" / name, first_step=6)
+        assert (tmp_path / "runs" / name / "checkpoints" / "step-0000010.ckpt").is_file()
 
 
 @pytest.mark.parametrize("world, counts", [(2, [2, 1]), (4, [1, 1, 1, 0])])

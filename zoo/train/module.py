@@ -87,6 +87,20 @@ def param_groups(model: nn.Module, weight_decay: float, decay: Optional[set] = N
     return [{"params": with_decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
+def ids_in_module_order(state: Dict[str, Any], optimizer: torch.optim.Optimizer, module: nn.Module) -> Dict[str, Any]:
+    """``optimizer.state_dict()`` (``state``) re-keyed so a parameter's id is its index in ``module.parameters()``
+    rather than its place in the groups (decay group first).
+
+    FSDP's consolidated checkpoints key it so and its loader reads ids that way; a plain ``load_state_dict``
+    maps ids by their place in the saved groups, so this keying resumes correctly under either strategy.
+    """
+    index = {id(p): i for i, p in enumerate(module.parameters())}
+    live = [p for group in optimizer.param_groups for p in group["params"]]
+    new = {old: index[id(p)] for old, p in zip((i for g in state["param_groups"] for i in g["params"]), live)}
+    return {"state": {new[i]: v for i, v in state["state"].items()},
+            "param_groups": [dict(g, params=[new[i] for i in g["params"]]) for g in state["param_groups"]]}
+
+
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup to 1 over ``warmup`` steps, then cosine down to ``min_ratio`` at ``total``."""
     if warmup and step < warmup:
@@ -313,6 +327,9 @@ class ZooLightningModule(L.LightningModule):
     # ---- checkpoint extras --------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         self._settle_flags(wait=True)
+        if not self._sharded() and "optimizer_states" in checkpoint:  # FSDP's own are keyed so already
+            checkpoint["optimizer_states"] = [ids_in_module_order(state, opt, self) for state, opt in
+                                              zip(checkpoint["optimizer_states"], self.trainer.optimizers)]
         checkpoint["zoo"] = {"rng": rng_state(), "nan_skipped": self.nan_skipped, "tokens_seen": self.tokens_seen,
                              "val_done_at": self._val_done_at}
 
