@@ -458,7 +458,7 @@ def ddp_check(args) -> Dict[str, Any]:
     if args.reuse:  # finished runs of an earlier invocation (same command: the runs are deterministic)
         earlier = json.loads(Path(args.reuse).read_text())
         for label, run in earlier.get("runs", {}).items():
-            if label in setups and label != ONE and run.get("returncode") == 0:  # the reference always runs
+            if label in setups and run.get("returncode") == 0:
                 result["runs"][label] = dict(run, note=f"from {args.reuse} ({earlier.get('date_utc')}, "
                                                        f"{earlier.get('device')})")
     save()
@@ -583,7 +583,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                    "(e.g. 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)')")
     p.add_argument("--ddp", action="store_true", help="zoo train on 1 GPU then 2 GPUs (DDP): loss match, scaling")
     p.add_argument("--ddp-steps", type=int, default=25)
-    p.add_argument("--fsdp", action="store_true", help="with --ddp: also a 2-GPU FSDP run (GPUs only)")
+    p.add_argument("--fsdp", action="store_true", help="with --ddp: also a 2-device FSDP run")
     p.add_argument("--ddp-share", type=float, default=0.6,
                    help="--ddp: the largest fraction of the budget left that the 1-GPU run may take")
     p.add_argument("--reuse", default="", help="--ddp: an earlier train.ddp.json whose finished runs are taken "

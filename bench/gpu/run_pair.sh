@@ -13,8 +13,8 @@
 #   then GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP:
 #        issue 5 item 5);
 # --plan mqar: MQAR alone, 12 runs at a time on the two GPUs;
-# --plan fsdp: bench/train.py --ddp --fsdp with the DDP run and the control taken from
-#   bench/results/train.ddp.json (--reuse): the 1-GPU reference and the FSDP run only;
+# --plan fsdp: bench/train.py --ddp --fsdp with the finished runs (1 GPU, DDP, the control) taken from
+#   bench/results/train.ddp.json (--reuse): the FSDP run only;
 # Timing jobs never share the machine with MQAR's workers (their host load slowed the host-bound
 # training rows by up to 2x on 2026-11-27, session 4 call 1).
 # MQAR (issue 7): the long protocol (20k-step schedule) through `zoo sweep --workers`, 6 runs per GPU,
