@@ -534,13 +534,14 @@ def compare(result: Dict[str, Any]) -> None:
 
 def render_ddp(r: Dict[str, Any]) -> str:
     compared = [TWO, CONTROL] + ([FSDP] if FSDP in r["runs"] else [])
-    lines = [f"# zoo train: 1 GPU vs 2 GPUs (DDP), same global batch ({r['device']} x{r['gpus']})", "",
+    lines = [f"# zoo train: 1 GPU vs 2 GPUs ({'DDP, FSDP' if FSDP in r['runs'] else 'DDP'}), same global batch "
+             f"({r['device']} x{r['gpus']})", "",
              f"{r['date_utc']} UTC · `{r['command']}`", "",
              f"The control is `{CONTROL}`: the same maths as `{ONE}` (micro batches of 8 rows instead of 4), so "
              "it differs from it only in floating-point rounding, as DDP does (per-rank sums, then the "
              "all-reduce). In bf16 that rounding alone makes training runs drift apart after a few steps (AdamW "
-             "amplifies it); DDP is faulty only if it leaves the 1-GPU curve clearly earlier or further than the "
-             "control does.", "",
+             "amplifies it); DDP (or FSDP) is faulty only if it leaves the 1-GPU curve clearly earlier or further "
+             "than the control does.", "",
              "| step | " + " | ".join([f"loss, {ONE}"] + [f"loss, {k} | difference" for k in compared]) + " |",
              "|---" * (1 + 1 + 2 * len(compared)) + "|"]
     one = r["runs"].get(ONE)
