@@ -14,18 +14,27 @@ def ms(fn, **kw) -> float:
 
 def time_graph(fns) -> float:
     """Median ms of one call, replaying a CUDA graph that runs every fn once (GPU time only; the
-    first three run uncaptured first, so compiling and autotuning stay outside)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns[:3]:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for f in fns:
-            f()
-    return ms(graph.replay) / len(fns)
+    first three run uncaptured first, so compiling and autotuning stay outside). A failed capture is
+    tried once more: the first fwd+bwd capture of a process failed once on an H200 (bench/fused_ops.py,
+    2026-11-27: "operation failed due to a previous error during capture") while later ones worked."""
+    for attempt in (1, 2):
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for f in fns[:3]:
+                f()
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                for f in fns:
+                    f()
+        except RuntimeError:  # torch.AcceleratorError is one
+            if attempt == 2:
+                raise
+            torch.cuda.synchronize()
+            continue
+        return ms(graph.replay) / len(fns)
 
 
 def copy_bandwidth() -> float:
