@@ -37,19 +37,26 @@ setup 2
 
 mkdir -p "$WORK/mqar_long"
 cp bench/results/mqar_long.jsonl "$WORK/mqar_long/mqar.jsonl"
-# MQAR_GRID: first axis outermost; the recipe's lr axis (1e-3, 3e-3, 1e-2) stays innermost
-MQAR_GRID=(--grid "model.d_model:model.n_heads=128:1,64:1,256:1"
-           --grid "model.pattern=linear*2,delta*2,linear[feature_map=elu1]*2")
-MQAR_GRID2=(--grid "model.d_model:model.n_heads=128:1"
-            --grid "model.pattern=gdelta*2,attn*2,swa*2,delta swa")
+# MQAR_GRIDS, in priority order: one grid per entry, its --grid axes separated by "|" (first axis
+# outermost; the recipe's lr axis, 1e-3 / 3e-3 / 1e-2, stays innermost). Finished points are skipped.
+S512="data.seq_len:data.mqar.num_kv_pairs=512:64"
+MQAR_GRIDS=(
+    "$S512|model.d_model:model.n_heads=128:1,64:1,256:1|model.pattern=linear*2,delta*2,linear[feature_map=elu1]*2"
+    "$S512|model.d_model:model.n_heads=128:1|model.pattern=gdelta*2,attn*2,swa*2,delta swa"
+    "data.seq_len:data.mqar.num_kv_pairs=256:16|model.d_model:model.n_heads=128:1|model.pattern=delta*2,gdelta*2,linear*2,linear[feature_map=elu1]*2,swa*2,attn*2,delta swa"
+    "$S512|model.d_model:model.n_heads=512:2|model.pattern=delta*2,linear*2,linear[feature_map=elu1]*2"
+)
 mqar() {  # mqar WORKERS: the long-protocol grids until END_AT (minus a margin for the write-up)
-    local left=$(( END_AT - $(date +%s) - 15 ))
-    [ $left -lt 60 ] && { echo "no time left for MQAR"; return 0; }
-    local common=(recipes/mqar.yaml data.seq_len=512 data.mqar.num_kv_pairs=64 train.steps=20000
-                  sweep.max_seconds=420 --out "$WORK/mqar_long/mqar" --workers "$1")
-    python3 bench/gpu/zoo_cli.py sweep "${common[@]}" "${MQAR_GRID[@]}" --budget $left
-    left=$(( END_AT - $(date +%s) - 15 ))
-    [ $left -ge 60 ] && python3 bench/gpu/zoo_cli.py sweep "${common[@]}" "${MQAR_GRID2[@]}" --budget $left
+    local grid axes left
+    for grid in "${MQAR_GRIDS[@]}"; do
+        left=$(( END_AT - $(date +%s) - 15 ))
+        [ $left -lt 60 ] && { echo "no time left for MQAR"; return 0; }
+        axes=()
+        IFS='|' read -ra parts <<< "$grid"
+        for a in "${parts[@]}"; do axes+=(--grid "$a"); done
+        python3 bench/gpu/zoo_cli.py sweep recipes/mqar.yaml train.steps=20000 sweep.max_seconds=420 \
+            --out "$WORK/mqar_long/mqar" --workers "$1" "${axes[@]}" --budget $left
+    done
 }
 export WORK  # the job shells below run mqar() with it
 
@@ -71,7 +78,7 @@ elif [ "$PLAN" = fsdp ]; then
         --reuse bench/results/train.ddp.json --budget @BUDGET@
     wait_all
 else
-    job mqar 0,1 0 bash -c "$(declare -p MQAR_GRID MQAR_GRID2); $(declare -f mqar); mqar 12"
+    job mqar 0,1 0 bash -c "$(declare -p MQAR_GRIDS); $(declare -f mqar); mqar 12"
     wait_all
 fi
 
