@@ -9,8 +9,9 @@ One training step = forward in bf16 autocast over fp32 master weights (what Ligh
 cross-entropy). Shapes: 8×2048 and 4×4096 tokens per step. Reported: tokens/s over ``--steps`` timed
 steps after ``--warmup`` (which absorbs Triton autotuning and torch.compile), and the peak of
 ``torch.cuda.max_memory_allocated``. Extra rows: zoo DeltaNet on packed documents (cu_seqlens, random
-boundaries), Transformer++ on SDPA, and zoo DeltaNet through ``zoo.train``'s LightningModule and
-Trainer (to show the trainer adds no overhead).
+boundaries), Transformer++ on SDPA, zoo DeltaNet through ``zoo.train``'s LightningModule and
+Trainer, and the raw step run by a bare LightningModule in the same Trainer (the two split the
+Lightning path's overhead between the Trainer and zoo.train's step).
 
 Time: ``--budget S`` counts from the start of the process. A row starts only while the budget left
 covers its estimate (the same model's previous row, else ``--row-estimate``); skipped rows are noted.
@@ -48,6 +49,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2 ** 30
 START = time.time()  # budgets count from here
+RAW_IN_TRAINER = "zoo DeltaNet raw step in Lightning's Trainer"
 
 
 class Stopped(BaseException):
@@ -174,15 +176,41 @@ def adamw(model, device):
 
 
 def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int,
-                      profile: Optional[Path] = None) -> Dict[str, float]:
+                      profile: Optional[Path] = None, raw_step: bool = False) -> Dict[str, float]:
     """zoo DeltaNet through zoo.train's LightningModule + Trainer (bf16-mixed), timed by a callback;
     with ``profile``, two more steps after the timed ones run under torch.profiler (CPU and CUDA
-    time per op, sorted by CPU time, written there)."""
+    time per op, sorted by CPU time, written there). ``raw_step``: the Trainer runs a bare
+    LightningModule whose training_step is ``zoo_step``'s (no clip, schedule, non-finite check or
+    manual_backward), which separates what the Trainer costs from what zoo.train's step adds."""
     import lightning as L
     from torch.utils.data import DataLoader, IterableDataset
 
     from zoo.train.config import TrainConfig
     from zoo.train.module import ZooLightningModule
+
+    class RawStep(L.LightningModule):
+        """zoo_step's forward, loss and backward; the update through the Trainer's optimizer (which
+        counts the steps)."""
+
+        def __init__(self):
+            super().__init__()
+            from zoo.model import ZooModel
+
+            self.automatic_optimization = False
+            self.model = ZooModel(cfg)
+
+        def training_step(self, batch, batch_idx):
+            mb = batch["micro"][0]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                logits = self.model(mb["input_ids"])
+                loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), mb["labels"].view(-1))
+            loss.backward()
+            opt = self.optimizers()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        def configure_optimizers(self):
+            return adamw(self.model, self.device)
 
     V = cfg.vocab_size
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -216,7 +244,7 @@ def lightning_measure(cfg, B: int, T: int, device, warmup: int, steps: int,
     total = warmup + steps + (2 if profile is not None else 0)
     tcfg = TrainConfig(steps=total, batch_size=B, lr=3e-4, warmup_steps=1, val_every=10 ** 6,
                        ckpt_every=0, log_every=10 ** 6, progress_bar=False)
-    module = ZooLightningModule(cfg, tcfg)
+    module = RawStep() if raw_step else ZooLightningModule(cfg, tcfg)
     timer = Timer()
     trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
                         precision="bf16-mixed" if device.type == "cuda" else "32-true", max_steps=total,
@@ -337,12 +365,13 @@ def run(args) -> Dict[str, Any]:
             return model, fla_step(model, adamw(model, device), B, T, cfg.vocab_size, device), params
         return build
 
-    def lightning_row(B, T):
+    def lightning_row(name, B, T, raw_step=False):
         def fn():
+            slug = "lightning_raw" if raw_step else "lightning"
             r = lightning_measure(recipe_model("deltanet", args.smoke), B, T, device, warmup, steps,
-                                  profile=out / f"profile_lightning_{B}x{T}.txt" if device.type == "cuda" else None)
-            return {"model": "zoo DeltaNet via zoo.train (Lightning)", "B": B, "T": T, "params": None,
-                    "tokens_per_s": B * T / r["seconds_per_step"], **r}
+                                  profile=out / f"profile_{slug}_{B}x{T}.txt" if device.type == "cuda" else None,
+                                  raw_step=raw_step)
+            return {"model": name, "B": B, "T": T, "params": None, "tokens_per_s": B * T / r["seconds_per_step"], **r}
         return fn
 
     fla_ok = True
@@ -371,7 +400,8 @@ def run(args) -> Dict[str, Any]:
                     zoo_build("transformer", Bi, Ti, ["model.attention.backend=sdpa"]), {"attention": "sdpa"})
         attempt("zoo DeltaNet packed docs", B, T, zoo_build("deltanet", B, T, packed=True),
                 {"cu_seqlens": "random, mean 512"})
-        measured("zoo DeltaNet via zoo.train (Lightning)", B, T, lightning_row(B, T))
+        for name, raw in (("zoo DeltaNet via zoo.train (Lightning)", False), (RAW_IN_TRAINER, True)):
+            measured(name, B, T, lightning_row(name, B, T, raw))
         result["complete"] = True
     except Stopped as why:
         notes.append(f"stopped by {why} after {time.time() - START:.0f}s (time limit); the row in flight is lost")

@@ -1,25 +1,21 @@
 #!/usr/bin/env bash
-# One call on a 2-GPU machine (nvidia-h100-x2), all done by --total seconds (default 510). Device tool,
-# with carry [".whl"]:
-#     bash bench/gpu/run_pair.sh [--plan train|ddp] [--total S]
-#     bash bench/gpu/run_pair.sh --dry-run
-# --plan train (default):
-#   GPU0 bench/train.py: zoo DeltaNet, fla DeltaNet, hybrid SWA and Transformer++ at 8x2048 and 4x4096,
-#        then zoo DeltaNet through zoo.train's Lightning loop (issue 5: the target, and the Lightning path);
-#   GPU1 bench/fused_ops.py (the layers' Triton ops: gate, then timings).
-# --plan ddp:
-#   first GPU0 bench/train.py on the zoo DeltaNet rows and the Lightning row (each with its profile) and
-#        GPU1 a sweep of the delta-rule recurrences' launch parameters at the long shapes (issue 3);
-#   then GPU0+1 bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs FSDP:
-#        issue 5 item 5);
-# --plan mqar: MQAR alone, 12 runs at a time on the two GPUs;
-# --plan fsdp: bench/train.py --ddp --fsdp with the finished runs (1 GPU, DDP, the control) taken from
-#   bench/results/train.ddp.json (--reuse): the FSDP run only;
-# Timing jobs never share the machine with MQAR's workers (their host load slowed the host-bound
-# training rows by up to 2x on 2026-11-27, session 4 call 1).
-# MQAR (issue 7): the long protocol (20k-step schedule) through `zoo sweep --workers`, 6 runs per GPU,
-#   into $WORK/mqar_long (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
-#   (Session 4 call 1 ran 6 MQAR workers beside the training rows: the rows are not comparable.)
+# One device call, all done by --total seconds (default 510). Device tool, with carry [".whl"]:
+#     bash bench/gpu/run_pair.sh --plan PLAN [--total S]
+#     bash bench/gpu/run_pair.sh --plan PLAN --dry-run
+# --plan train (1 GPU; kind nvidia-h100-x1 for the H100 the targets name): bench/train.py on zoo
+#   DeltaNet, fla DeltaNet, hybrid SWA and Transformer++ at 8x2048 and 4x4096, then zoo DeltaNet
+#   through zoo.train's LightningModule + Trainer and the raw step in the same Trainer (issue 5: the
+#   target, and where the Lightning path's overhead comes from), each Lightning row with its profile;
+# --plan fused (1 GPU): bench/fused_ops.py (the layers' Triton ops: gate, then timings);
+# --plan ddp (2 GPUs): bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs
+#   FSDP: issue 5 item 5);
+# --plan fsdp (2 GPUs): the same with the finished runs taken from bench/results/train.ddp.json
+#   (--reuse): what is missing only;
+# --plan mqar (2 GPUs): MQAR's long protocol (20k-step schedule, issue 7) through `zoo sweep
+#   --workers`, 12 runs at a time, into $WORK/mqar_long (seeded with bench/results/mqar_long.jsonl,
+#   so finished points are skipped), grids in priority order (MQAR_GRIDS below).
+# One plan per call: timing jobs never share the machine with MQAR's workers or with Triton compiles
+# on another GPU (their host load slowed the host-bound training rows by up to 2x on 2026-11-27).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PLAN=train
@@ -33,7 +29,11 @@ while [ $# -gt 0 ]; do
 done
 source bench/gpu/lib.sh
 parse_args "${args[@]}"
-setup 2
+case $PLAN in
+    train|fused) setup 1 ;;
+    ddp|fsdp|mqar) setup 2 ;;
+    *) echo "unknown plan $PLAN (train, fused, ddp, fsdp, mqar)"; exit 2 ;;
+esac
 
 mkdir -p "$WORK/mqar_long"
 cp bench/results/mqar_long.jsonl "$WORK/mqar_long/mqar.jsonl"
@@ -60,31 +60,20 @@ mqar() {  # mqar WORKERS: the long-protocol grids until END_AT (minus a margin f
 }
 export WORK  # the job shells below run mqar() with it
 
-ROWS='zoo DeltaNet,fla DeltaNet,zoo hybrid SWA,zoo Transformer++,zoo DeltaNet via zoo.train (Lightning)'
-if [ "$PLAN" = train ]; then
-    job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@
-    job fused 1 20 python3 bench/fused_ops.py --out "$WORK/fused"
-    wait_all
-elif [ "$PLAN" = ddp ]; then
-    job rows 0 15 python3 bench/train.py --out "$WORK/train" --rows 'zoo DeltaNet,zoo DeltaNet via zoo.train (Lightning)' \
-        --budget 150
-    job sweep 1 15 python3 bench/check_kernels_gpu.py --only-sweep --sweep-groups fwd,bwd_dh \
-        --sweep-shapes 1x16384x16x128,2x8192x16x128 --out "$WORK/kernels" --budget 150
-    wait_all
-    job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@
-    wait_all
-elif [ "$PLAN" = fsdp ]; then
-    job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
-        --reuse bench/results/train.ddp.json --budget @BUDGET@
-    wait_all
-else
-    job mqar 0,1 0 bash -c "$(declare -p MQAR_GRIDS); $(declare -f mqar); mqar 12"
-    wait_all
-fi
+ROWS="zoo DeltaNet,fla DeltaNet,zoo hybrid SWA,zoo Transformer++,zoo DeltaNet via zoo.train (Lightning),\
+zoo DeltaNet raw step in Lightning's Trainer"
+case $PLAN in
+    train) job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@ ;;
+    fused) job fused 0 20 python3 bench/fused_ops.py --out "$WORK/fused" ;;
+    ddp) job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@ ;;
+    fsdp) job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
+              --reuse bench/results/train.ddp.json --budget @BUDGET@ ;;
+    mqar) job mqar 0,1 0 bash -c "$(declare -p MQAR_GRIDS); $(declare -f mqar); mqar 12" ;;
+esac
+wait_all
 
 status_lines
 show "train: tokens/s" "$WORK/train/train.md" 16
 show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
 show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
-show "kernel sweep" "$OUT/sweep.log" 20
 show "mqar long" "$WORK/mqar_long/mqar.md" 40 head
