@@ -611,6 +611,7 @@ def _run_workers(workers: int, device: str, stem: Path, echo: Callable[[str], No
     echo(f"{workers} workers on {', '.join(sorted(set(devices)))}, {threads} CPU thread(s) each")
     stem.parent.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
