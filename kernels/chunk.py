@@ -54,7 +54,9 @@ def _interpreting() -> bool:
 #   precision: a PRESETS name;  fp32_bufs: buffer names stored in fp32;  <stage>_fp32: fp32 dots
 #   for a stage (solve, wu, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3" (default) or "ieee" (slow)
 #   for fp32 inputs;  fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
-#   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages.
+#   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages;
+#   keep_wu: the forward keeps W, U (and P) for the backward instead of the backward recomputing
+#   them (one launch less, 2-3 more activations of q's size; not yet timed on a GPU).
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -722,11 +724,12 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
     return (o, ht) if output else (hs, vn)
 
 
-def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H):
+def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, wup=None):
+    """Every gradient; ``wup`` = (W, U, P) kept by the forward, else recomputed here."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    w, u, p = _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
+    w, u, p = wup if wup is not None else _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
     hs, vn = _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output=False, output_final_state=False)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
     dvn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("dvn", dt))
@@ -783,19 +786,22 @@ class _ChunkDeltaRule(torch.autograd.Function):
         w, u, p = _wu(qf, kf, vf, bf, gcum, tinv, scale, meta, H)
         o, ht = _recurrence(qf, kf, w, u, p, gcum, h0, scale, meta, H, output=True,
                             output_final_state=output_final_state)
-        # Tinv and G are kept (64 + 1 values per token and head); W, U, P and the chunk
-        # states are recomputed in the backward.
-        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum)
+        # Tinv and G are kept (64 + 1 values per token and head); the chunk states, and unless
+        # TUNING["keep_wu"] W, U and P, are recomputed in the backward.
+        kept = (w, u, p) if _cfg("keep_wu", False) else (None, None, None)
+        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, *kept)
+        ctx.keep_wu = kept[0] is not None
         ctx.meta, ctx.scale, ctx.shape = meta, scale, (B, T, H, K, V)
         return o.reshape(B, T, H, V), ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        qf, kf, vf, gf, bf, h0, tinv, gcum = ctx.saved_tensors
+        qf, kf, vf, gf, bf, h0, tinv, gcum, w, u, p = ctx.saved_tensors
         B, T, H, K, V = ctx.shape
         do = do.reshape(B * T, H, V).to(qf.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
-        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H)
+        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H,
+                                            wup=(w, u, p) if ctx.keep_wu else None)
         return (
             dq.reshape(B, T, H, K), dk.reshape(B, T, H, K), dv.reshape(B, T, H, V),
             dg.reshape(B, T, H) if dg is not None else None, db.reshape(B, T, H),

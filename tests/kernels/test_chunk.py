@@ -137,3 +137,19 @@ def test_backward_refuses_key_blocks_that_crashed_on_gpu(monkeypatch):
     o, _ = chunk_delta_rule(*leaves)
     with pytest.raises(ValueError, match="bwd_bk"):
         o.sum().backward()
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_backward_with_w_u_kept_from_the_forward(gated, monkeypatch):
+    """TUNING["keep_wu"]: the backward takes the forward's W, U (and P) instead of recomputing them;
+    varlen documents and an initial state included, so every saved buffer is exercised."""
+    monkeypatch.setitem(chunk_mod.TUNING, "keep_wu", True)
+    calls = []
+    wu = chunk_mod._wu
+    monkeypatch.setattr(chunk_mod, "_wu", lambda *a: calls.append(1) or wu(*a))
+    fn, ref = _fns(gated)
+    x = make_inputs(1, 150, 2, 32, 48, dtype=torch.float64, gated=gated, n_states=3)
+    cu = torch.tensor([0, 40, 101, 150], dtype=torch.int32)
+    _compare(_fwd_bwd(fn, x, gated, torch.float32, cu=cu), _fwd_bwd(ref, x, gated, torch.float64, cu=cu),
+             TOL[torch.float32])
+    assert len(calls) == 1  # the forward's; the backward recomputed nothing
