@@ -56,7 +56,9 @@ def _interpreting() -> bool:
 #   for fp32 inputs;  fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
 #   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages;
 #   keep_wu: the forward keeps W, U (and P) for the backward instead of the backward recomputing
-#   them (one launch less, 2-3 more activations of q's size; not yet timed on a GPU).
+#   them (one launch less, 2-3 more activations of q's size); keep_states: W, U, P and also the
+#   chunk states and U - W S (the forward recurrence stores them; the backward skips both its
+#   recomputations; the states add K*V/64 values per token and head). Neither timed on a GPU yet.
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -698,16 +700,17 @@ def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
     return w, u, p
 
 
-def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_state):
-    """Forward recurrence: returns (o, ht) when `output`, else the stored (h per chunk, U - W S)."""
+def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_state, store_h):
+    """Forward recurrence: (o or None, ht or None, h per chunk or None, U - W S or None); o when
+    ``output``, the chunk states and U - W S when ``store_h`` (the backward's inputs)."""
     Ttot, K, V = q.shape[0], q.shape[-1], u.shape[-1]
     dt = q.dtype
     NH = meta.N * H
     BV, nw, ns = _rec_block(K, V, NH, "fwd", dt)
     o = _alloc((Ttot, H, V), device=q.device, dtype=dt) if output else None
     ht = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if output_final_state else None
-    hs = None if output else _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("hs", dt))
-    vn = None if output else _alloc((Ttot, H, V), device=q.device, dtype=_buf("vn", dt))
+    hs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("hs", dt)) if store_h else None
+    vn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("vn", dt)) if store_h else None
     dummy = u
     _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
         q, k, w, u, p if p is not None else dummy, gcum if gcum is not None else dummy,
@@ -718,19 +721,24 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
         scale, meta.T, meta.NT, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
-        OUTPUT=output, STORE_H=not output, DT=_dot_dtype(dt, "fwd"), UP=_up(dt),
+        OUTPUT=output, STORE_H=store_h, DT=_dot_dtype(dt, "fwd"), UP=_up(dt),
         num_warps=nw, num_stages=ns,
     ))
-    return (o, ht) if output else (hs, vn)
+    return o, ht, hs, vn
 
 
-def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, wup=None):
-    """Every gradient; ``wup`` = (W, U, P) kept by the forward, else recomputed here."""
+def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, kept=None):
+    """Every gradient. ``kept``: (W, U, P, chunk states, U - W S) the forward kept, any of them None
+    (recomputed here: W, U, P by _wu, the states and U - W S by the forward recurrence)."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    w, u, p = wup if wup is not None else _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
-    hs, vn = _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output=False, output_final_state=False)
+    w, u, p, hs, vn = kept if kept is not None else (None,) * 5
+    if w is None:
+        w, u, p = _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
+    if hs is None:
+        _, _, hs, vn = _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output=False,
+                                   output_final_state=False, store_h=True)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
     dvn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("dvn", dt))
     dh0 = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if h0 is not None else None
@@ -784,24 +792,26 @@ class _ChunkDeltaRule(torch.autograd.Function):
         h0 = initial_state.contiguous() if initial_state is not None else None
         tinv, gcum = _solve(kf, gf, bf, meta, H)
         w, u, p = _wu(qf, kf, vf, bf, gcum, tinv, scale, meta, H)
-        o, ht = _recurrence(qf, kf, w, u, p, gcum, h0, scale, meta, H, output=True,
-                            output_final_state=output_final_state)
-        # Tinv and G are kept (64 + 1 values per token and head); the chunk states, and unless
-        # TUNING["keep_wu"] W, U and P, are recomputed in the backward.
-        kept = (w, u, p) if _cfg("keep_wu", False) else (None, None, None)
-        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, *kept)
-        ctx.keep_wu = kept[0] is not None
+        keep_states = _cfg("keep_states", False)
+        o, ht, hs, vn = _recurrence(qf, kf, w, u, p, gcum, h0, scale, meta, H, output=True,
+                                    output_final_state=output_final_state, store_h=keep_states)
+        # Tinv and G are kept (64 + 1 values per token and head); by default W, U, P and the chunk
+        # states are recomputed in the backward (TUNING keep_wu / keep_states keep them instead).
+        keep_wu = keep_states or _cfg("keep_wu", False)
+        kept = (w, u, p) if keep_wu else (None,) * 3
+        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, *kept, hs, vn)
+        ctx.kept = keep_wu
         ctx.meta, ctx.scale, ctx.shape = meta, scale, (B, T, H, K, V)
         return o.reshape(B, T, H, V), ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        qf, kf, vf, gf, bf, h0, tinv, gcum, w, u, p = ctx.saved_tensors
+        qf, kf, vf, gf, bf, h0, tinv, gcum, *kept = ctx.saved_tensors
         B, T, H, K, V = ctx.shape
         do = do.reshape(B * T, H, V).to(qf.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
         dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H,
-                                            wup=(w, u, p) if ctx.keep_wu else None)
+                                            kept=kept if ctx.kept else None)
         return (
             dq.reshape(B, T, H, K), dk.reshape(B, T, H, K), dv.reshape(B, T, H, V),
             dg.reshape(B, T, H) if dg is not None else None, db.reshape(B, T, H),

@@ -7,8 +7,9 @@
 #   through zoo.train's LightningModule + Trainer and the raw step in the same Trainer (issue 5: the
 #   target, and where the Lightning path's overhead comes from), each Lightning row with its profile;
 # --plan fused (1 GPU): bench/fused_ops.py (the layers' Triton ops: gate, then timings);
-# --plan keep_wu (1 GPU): bench/gpu/kernels_ab.sh of kernels/chunk.py against a copy whose backward
-#   takes W, U, P from the forward (TUNING keep_wu on by default there): gate, times, the winner benched;
+# --plan keep (1 GPU): bench/gpu/kernels_ab.sh of kernels/chunk.py against a copy whose backward takes
+#   W, U, P from the forward (TUNING keep_wu on by default there), then against one that also takes the
+#   chunk states (keep_states): gate and CUDA-graph times of each, into $WORK/keep_wu, $WORK/keep_states;
 # --plan ddp (2 GPUs): bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs
 #   FSDP: issue 5 item 5);
 # --plan fsdp (2 GPUs): the same with the finished runs taken from bench/results/train.ddp.json
@@ -32,9 +33,9 @@ done
 source bench/gpu/lib.sh
 parse_args "${args[@]}"
 case $PLAN in
-    train|fused|keep_wu) setup 1 ;;
+    train|fused|keep) setup 1 ;;
     ddp|fsdp|mqar) setup 2 ;;
-    *) echo "unknown plan $PLAN (train, fused, keep_wu, ddp, fsdp, mqar)"; exit 2 ;;
+    *) echo "unknown plan $PLAN (train, fused, keep, ddp, fsdp, mqar)"; exit 2 ;;
 esac
 
 mkdir -p "$WORK/mqar_long"
@@ -67,8 +68,11 @@ zoo DeltaNet raw step in Lightning's Trainer"
 case $PLAN in
     train) job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@ ;;
     fused) job fused 0 20 python3 bench/fused_ops.py --out "$WORK/fused" ;;
-    keep_wu) sed 's/_cfg("keep_wu", False)/_cfg("keep_wu", True)/' kernels/chunk.py > /tmp/chunk_keep_wu.py
-             job keep_wu 0 20 bash bench/gpu/kernels_ab.sh /tmp/chunk_keep_wu.py "$WORK/keep_wu" @BUDGET@ ;;
+    keep) for knob in keep_wu keep_states; do
+              sed "s/_cfg(\"$knob\", False)/_cfg(\"$knob\", True)/" kernels/chunk.py > "/tmp/chunk_$knob.py"
+          done
+          job keep 0 20 bash -c "bash bench/gpu/kernels_ab.sh /tmp/chunk_keep_wu.py $WORK/keep_wu 270;
+              bash bench/gpu/kernels_ab.sh /tmp/chunk_keep_states.py $WORK/keep_states \$(( END_AT - \$(date +%s) - 20 ))" ;;
     ddp) job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@ ;;
     fsdp) job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
               --reuse bench/results/train.ddp.json --budget @BUDGET@ ;;
@@ -80,5 +84,6 @@ status_lines
 show "train: tokens/s" "$WORK/train/train.md" 16
 show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
 show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
-show "keep_wu A/B" "$WORK/keep_wu/ab.json" 40 head
+show "keep_wu A/B" "$WORK/keep_wu/ab.json" 30 head
+show "keep_states A/B" "$WORK/keep_states/ab.json" 30 head
 show "mqar long" "$WORK/mqar_long/mqar.md" 40 head

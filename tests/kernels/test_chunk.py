@@ -139,17 +139,25 @@ def test_backward_refuses_key_blocks_that_crashed_on_gpu(monkeypatch):
         o.sum().backward()
 
 
+@pytest.mark.parametrize("knob,recurrences", [("keep_wu", 2), ("keep_states", 1)])
 @pytest.mark.parametrize("gated", [False, True])
-def test_backward_with_w_u_kept_from_the_forward(gated, monkeypatch):
-    """TUNING["keep_wu"]: the backward takes the forward's W, U (and P) instead of recomputing them;
-    varlen documents and an initial state included, so every saved buffer is exercised."""
-    monkeypatch.setitem(chunk_mod.TUNING, "keep_wu", True)
-    calls = []
-    wu = chunk_mod._wu
-    monkeypatch.setattr(chunk_mod, "_wu", lambda *a: calls.append(1) or wu(*a))
+def test_backward_with_buffers_kept_from_the_forward(gated, knob, recurrences, monkeypatch):
+    """TUNING keep_wu / keep_states: the backward takes the forward's W, U, P (and the chunk states and
+    U - W S) instead of recomputing them; varlen documents and initial states exercise every buffer."""
+    monkeypatch.setitem(chunk_mod.TUNING, knob, True)
+    calls = {"_wu": 0, "_recurrence": 0}
+
+    def counted(name, real):
+        def call(*a, **kw):
+            calls[name] += 1
+            return real(*a, **kw)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(chunk_mod, name, counted(name, getattr(chunk_mod, name)))
     fn, ref = _fns(gated)
     x = make_inputs(1, 150, 2, 32, 48, dtype=torch.float64, gated=gated, n_states=3)
     cu = torch.tensor([0, 40, 101, 150], dtype=torch.int32)
     _compare(_fwd_bwd(fn, x, gated, torch.float32, cu=cu), _fwd_bwd(ref, x, gated, torch.float64, cu=cu),
              TOL[torch.float32])
-    assert len(calls) == 1  # the forward's; the backward recomputed nothing
+    assert calls == {"_wu": 1, "_recurrence": recurrences}  # the backward recomputed only what was not kept
