@@ -727,13 +727,13 @@ def _recurrence(q, k, w, u, p, gcum, h0, scale, meta, H, output, output_final_st
     return o, ht, hs, vn
 
 
-def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, kept=None):
-    """Every gradient. ``kept``: (W, U, P, chunk states, U - W S) the forward kept, any of them None
-    (recomputed here: W, U, P by _wu, the states and U - W S by the forward recurrence)."""
+def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, kept):
+    """Every gradient. ``kept``: (W, U, P, chunk states, U - W S) as the forward kept them; what is None
+    is recomputed here (W, U, P by _wu; the states and U - W S by the forward recurrence)."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    w, u, p, hs, vn = kept if kept is not None else (None,) * 5
+    w, u, p, hs, vn = kept
     if w is None:
         w, u, p = _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
     if hs is None:
@@ -797,10 +797,8 @@ class _ChunkDeltaRule(torch.autograd.Function):
                                     output_final_state=output_final_state, store_h=keep_states)
         # Tinv and G are kept (64 + 1 values per token and head); by default W, U, P and the chunk
         # states are recomputed in the backward (TUNING keep_wu / keep_states keep them instead).
-        keep_wu = keep_states or _cfg("keep_wu", False)
-        kept = (w, u, p) if keep_wu else (None,) * 3
+        kept = (w, u, p) if keep_states or _cfg("keep_wu", False) else (None,) * 3
         ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, *kept, hs, vn)
-        ctx.kept = keep_wu
         ctx.meta, ctx.scale, ctx.shape = meta, scale, (B, T, H, K, V)
         return o.reshape(B, T, H, V), ht
 
@@ -810,8 +808,7 @@ class _ChunkDeltaRule(torch.autograd.Function):
         B, T, H, K, V = ctx.shape
         do = do.reshape(B * T, H, V).to(qf.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
-        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H,
-                                            kept=kept if ctx.kept else None)
+        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H, kept)
         return (
             dq.reshape(B, T, H, K), dk.reshape(B, T, H, K), dv.reshape(B, T, H, V),
             dg.reshape(B, T, H) if dg is not None else None, db.reshape(B, T, H),
