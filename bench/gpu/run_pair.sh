@@ -15,7 +15,7 @@
 # --plan fsdp (2 GPUs): the same with the finished runs taken from bench/results/train.ddp.json
 #   (--reuse): what is missing only;
 # --plan mqar (2 GPUs): MQAR's long protocol (20k-step schedule, issue 7) through `zoo sweep
-#   --workers`, 12 runs at a time in two lanes of grids (MQAR_LANE_A, _B below), into $WORK/mqar_long
+#   --workers`, 9 runs at a time in two lanes of grids (MQAR_LANE_A, _B below), into $WORK/mqar_long
 #   (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
 # One plan per call: timing jobs never share the machine with MQAR's workers or with Triton compiles
 # on another GPU (their host load slowed the host-bound training rows by up to 2x on 2026-11-27).
@@ -40,20 +40,20 @@ esac
 
 mkdir -p "$WORK/mqar_long"
 cp bench/results/mqar_long.jsonl "$WORK/mqar_long/mqar.jsonl"
-# Two lanes of grids, each walked in order by its own `zoo sweep --workers 6` (3 runs per GPU), so
-# that one grid's last long runs do not idle the other workers. One grid per entry, its --grid axes
-# separated by "|" (first axis outermost; the recipe's lr axis, 1e-3 / 3e-3 / 1e-2, stays innermost).
-# Finished points are skipped; the lanes share no point and append to one results file.
+# Two lanes of grids, each walked in order by its own `zoo sweep --workers N` on its own GPU, so that
+# one grid's last long runs do not idle the other workers, and DeltaNet at d = 512 (two heads of 256,
+# fp32: ~3 steps/s with 6 runs on a GPU) shares its GPU with 2 runs, not 5. One grid per entry, its
+# --grid axes separated by "|" (first axis outermost; the recipe's lr axis, 1e-3 / 3e-3 / 1e-2, stays
+# innermost). Finished points are skipped; the lanes share no point and append to one results file.
 S512="data.seq_len:data.mqar.num_kv_pairs=512:64"
 S256="data.seq_len:data.mqar.num_kv_pairs=256:16"
 D128="model.d_model:model.n_heads=128:1"
-MQAR_LANE_A=(  # the target's widths: DeltaNet against both linear attentions at d = 64 to 512
-    "$S512|model.d_model:model.n_heads=256:1,512:2,128:1,64:1|model.pattern=delta*2,linear[feature_map=elu1]*2,linear*2"
-    "$S256|$D128|model.pattern=delta*2,linear[feature_map=elu1]*2,linear*2,gdelta*2"
+MQAR_LANE_A=(  # GPU 0, 3 runs: the target's widths, DeltaNet against both linear attentions
+    "$S512|model.d_model:model.n_heads=512:2,256:1,128:1,64:1|model.pattern=delta*2,linear[feature_map=elu1]*2,linear*2"
 )
-MQAR_LANE_B=(  # the other mixers at d = 128
+MQAR_LANE_B=(  # GPU 1, 6 runs: every mixer at d = 128
+    "$S256|$D128|model.pattern=delta*2,gdelta*2,attn*2,delta swa,linear*2,linear[feature_map=elu1]*2,swa*2"
     "$S512|$D128|model.pattern=gdelta*2,attn*2,delta swa,swa*2"
-    "$S256|$D128|model.pattern=attn*2,delta swa,swa*2"
 )
 mqar() {  # mqar WORKERS GRID...: the grids in order until END_AT (minus a margin for the write-up)
     local workers=$1 grid axes left
@@ -83,8 +83,8 @@ case $PLAN in
     ddp) job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@ ;;
     fsdp) job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
               --reuse bench/results/train.ddp.json --budget @BUDGET@ ;;
-    mqar) job mqar_a 0,1 0 bash -c "$(declare -p MQAR_LANE_A); $(declare -f mqar); mqar 6 \"\${MQAR_LANE_A[@]}\""
-          job mqar_b 0,1 0 bash -c "$(declare -p MQAR_LANE_B); $(declare -f mqar); mqar 6 \"\${MQAR_LANE_B[@]}\"" ;;
+    mqar) job mqar_a 0 0 bash -c "$(declare -p MQAR_LANE_A); $(declare -f mqar); mqar 3 \"\${MQAR_LANE_A[@]}\""
+          job mqar_b 1 0 bash -c "$(declare -p MQAR_LANE_B); $(declare -f mqar); mqar 6 \"\${MQAR_LANE_B[@]}\"" ;;
 esac
 wait_all
 
