@@ -262,6 +262,13 @@ def test_best_over_group_with_only_unfinished_runs():
     assert "| `linear*2` | 0.900 (lr 0.003, 1 to run) |" in md  # lr 1e-2 ran for delta*2 only
 
 
+def test_time_capped_winner_is_marked():
+    rows = [mqar_row("delta*2", 0.03, "1e-3", status="time"), mqar_row("delta*2", 0.01, "1e-2", status="time")]
+    rows[0]["steps"] = 2390
+    md = render_markdown(rows, "t", ["train.lr"])
+    assert "| `delta*2` | 0.030 (time cap at 2,390 steps, lr 0.001, best of 2) |" in md
+
+
 def test_mad_average_takes_the_best_per_task():
     def row(task, lr, acc, pattern="delta*2"):
         overrides = [f"data.mad.task={task}", f"model.pattern={pattern}", f"train.lr={lr}"]

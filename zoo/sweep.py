@@ -672,11 +672,14 @@ def _setting(record: Dict[str, Any], best_over: Sequence[str] = ()) -> str:
 
 
 def _fmt_group(g: Optional[Group], best_over: Sequence[str]) -> str:
-    """A summary cell: ``0.993 (cut)``; with best-over keys ``0.998 (lr 0.001, best of 2, 1 to run)``."""
+    """A summary cell: ``0.993 (cut)``, ``0.028 (time cap at 2,390 steps)``; with best-over keys
+    ``0.998 (lr 0.001, best of 2, 1 to run)``."""
     if g is None:
         return "—"
     r = g.best
     notes = [r["status"]] if r.get("status") in ("cut", "diverged") else []
+    if r.get("status") == "time":  # stopped by sweep.max_seconds short of its schedule: not a converged result
+        notes.append(f"time cap at {r['steps']:,} steps")
     if best_over:
         notes.append(_label(r, best_over))
         if g.tried > 1:
@@ -769,7 +772,8 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str, best_over: Se
 
 
 def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str, best_over: Sequence[str] = ()) -> bool:
-    """Accuracy (best over ``best_over``) against d_model, a line per pattern, a panel per setting.
+    """Accuracy (best over ``best_over``) against d_model, a line per pattern (one colour in every
+    panel), a panel per setting; a hollow marker is a run stopped by the time cap short of its schedule.
 
     False without matplotlib.
     """
@@ -792,12 +796,17 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str, best
         own = [t for t in setting.split() if t not in common]
         return textwrap.fill(" ".join(own) or "(common setting)", 48)
 
+    colour = {pat: f"C{i % 10}" for i, pat in enumerate(dict.fromkeys(r["pattern"] for _, r in rows))}
+    capped = False
     fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 4.4), squeeze=False)
     for ax, setting in zip(axes[0], settings):
         group = [r for st, r in rows if st == setting]
         for pat in dict.fromkeys(r["pattern"] for r in group):
-            pts = sorted((r["d_model"], r["accuracy"]) for r in group if r["pattern"] == pat)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=pat)
+            pts = sorted((r["d_model"], r["accuracy"], r.get("status") == "time") for r in group if r["pattern"] == pat)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colour[pat], label=pat)
+            for d, acc, _ in (p for p in pts if p[2]):
+                ax.plot([d], [acc], "o", mfc="white", mec=colour[pat])
+                capped = True
         ax.set_xscale("log", base=2)
         widths = sorted({r["d_model"] for r in group})
         ax.set_xticks(widths, [str(w) for w in widths])
@@ -811,6 +820,9 @@ def plot_results(records: Sequence[Dict[str, Any]], path: Path, title: str, best
     shared = " ".join(t for t in settings[0].split() if t in common)
     best = f" (best over {', '.join(best_over)})" if best_over else ""
     fig.suptitle(title + best + ("\n" + textwrap.fill(shared, 160) if shared else ""), fontsize=10)
+    if capped:
+        fig.text(0.01, 0.01, "hollow: stopped by the time cap (sweep.max_seconds) before its schedule ended",
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
