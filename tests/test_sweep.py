@@ -367,3 +367,30 @@ def test_workers_share_out_the_points(tmp_path, capfd):
     zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--workers", "2",
         "--grid", "model.pattern=delta*2,linear*2", "--grid", "train.lr=1e-3,3e-3")
     assert "4 already in" in capfd.readouterr().out and len(load_records(stem.with_suffix(".jsonl"))) == 4
+
+
+def test_other_values_are_skipped_once_one_reaches(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.replace('grid: ["model.pattern=delta*2,linear*2"]',
+                                   'grid: ["model.pattern=delta*2", "train.lr=1e-3,3e-3"], best_over: [train.lr], '
+                                   'stop_accuracy: 0.0'))
+    stem = tmp_path / "res"
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu")
+    recs = load_records(stem.with_suffix(".jsonl"))
+    assert [(r["lr"], r["status"]) for r in recs] == [(1e-3, "reached")]  # accuracy >= 0 at the first evaluation
+    assert "skipped, another value reached the stop accuracy: model.pattern=delta*2 train.lr=3e-3" in capsys.readouterr().out
+    assert "(lr 0.001)" in stem.with_suffix(".md").read_text()
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--dry-run")
+    out = capsys.readouterr().out
+    assert "1 skipped (another train.lr reached the stop accuracy), 0 to run" in out
+    assert "skip  model.pattern=delta*2 train.lr=3e-3" in out
+
+
+def test_reached_point_counts_unrun_values_as_skipped():
+    rows = [mqar_row("delta*2", 0.997, "1e-3", status="reached"), mqar_row("linear*2", 0.5, "1e-3"),
+            mqar_row("linear*2", 0.6, "3e-3"), mqar_row("linear*2", 0.4, "1e-2")]
+    delta, linear = group_runs(rows, ["train.lr"])
+    assert (delta.tried, delta.to_run, delta.skipped) == (1, 0, 2)
+    assert (linear.tried, linear.to_run, linear.skipped) == (3, 0, 0)
+    md = render_markdown(rows, "t", ["train.lr"])
+    assert "| `delta*2` | 0.997 (lr 0.001, 2 skipped) |" in md and "\"N skipped\"" in md

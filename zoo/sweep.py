@@ -22,7 +22,9 @@ accuracy and the value that won (``0.998 (lr 0.001, best of 3)``), and "All runs
 ``--grid`` replaces the recipe's axes except those on best-over keys, which every point keeps (pin the
 key, e.g. ``train.lr=3e-3``, or give it its own ``--grid`` to change that). A run recorded before its
 best-over axis existed (no ``train.lr`` among its overrides) stands for the point at the value it
-recorded (``lr``), so adding an lr axis reruns nothing already finished.
+recorded (``lr``), so adding an lr axis reruns nothing already finished. Once one value of a point
+reaches ``sweep.stop_accuracy`` (status ``reached``), its other values are not run (the tables say
+``2 skipped``): the question is whether the model solves the task at that width, and the answer is in.
 
 Each run: a fresh ``ZooModel`` trained with AdamW + warmup + cosine (``train:`` section), bf16
 autocast on CUDA, batches generated on the device fresh every step. The loss and the logits are
@@ -219,6 +221,7 @@ class Group:
     best: Dict[str, Any] = field(default_factory=dict)  # highest accuracy of the finished members (else of all)
     tried: int = 0  # best-over values with a finished run
     to_run: int = 0  # values seen elsewhere in its table with no finished run here (cut, error or not run yet)
+    skipped: int = 0  # such values left unrun because a member reached sweep.stop_accuracy (then to_run is 0)
 
 
 def _acc(record: Dict[str, Any]) -> float:
@@ -226,11 +229,21 @@ def _acc(record: Dict[str, Any]) -> float:
     return acc if isinstance(acc, (int, float)) and math.isfinite(acc) else -1.0
 
 
+def _group_ident(recipe: Optional[str], overrides: Sequence[str], best_over: Sequence[str]) -> Tuple:
+    """A point's identity with its best-over keys left out: the points of one Group share it."""
+    return recipe, tuple(sorted(o.strip() for o in overrides if _key(o) not in best_over))
+
+
+def reached_groups(records: Sequence[Dict[str, Any]], best_over: Sequence[str]) -> set:
+    """Identities (``_group_ident``) of the points with a run that reached sweep.stop_accuracy."""
+    return {_group_ident(r.get("recipe"), r["overrides"], best_over) for r in records if r.get("status") == "reached"}
+
+
 def group_runs(records: Sequence[Dict[str, Any]], best_over: Sequence[str] = ()) -> List[Group]:
     """One Group per point of ``records`` (latest record per key), best-over keys left out of the identity."""
     groups: Dict[Tuple, Group] = {}
     for r in latest_per_key(records):
-        ident = (r.get("recipe"), tuple(sorted(o.strip() for o in r["overrides"] if _key(o) not in best_over)))
+        ident = _group_ident(r.get("recipe"), r["overrides"], best_over)
         groups.setdefault(ident, Group(_setting(r, best_over), [])).members.append(r)
     seen: Dict[str, set] = {}
     for g in groups.values():
@@ -240,6 +253,8 @@ def group_runs(records: Sequence[Dict[str, Any]], best_over: Sequence[str] = ())
         g.best = max(done or g.members, key=_acc)  # the first of equals
         g.tried = len({_label(r, best_over) for r in done})
         g.to_run = len(seen[g.setting] - {_label(r, best_over) for r in (done or [g.best])})
+        if best_over and g.best.get("status") == "reached":
+            g.skipped, g.to_run = g.to_run, 0
     return list(groups.values())
 
 
@@ -527,11 +542,18 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             raise SweepError(f"point {' '.join(p)}: {err}") from None
     finished = finished_records(records)
     done = [_is_done(finished, name, p, c, best_over) for p, c in zip(points, configs)]
-    todo = [(p, c) for p, c, d in zip(points, configs, done) if not d]
-    echo(f"sweep {name}: {len(points)} points, {len(points) - len(todo)} already in {jsonl}, {len(todo)} to run")
+
+    def reached(point: Sequence[str], records: Sequence[Dict[str, Any]]) -> bool:  # another value solved it
+        return bool(best_over) and _group_ident(name, point, best_over) in reached_groups(records, best_over)
+
+    skip = [not d and reached(p, records) for p, d in zip(points, done)]
+    todo = [(p, c) for p, c, d, k in zip(points, configs, done, skip) if not (d or k)]
+    echo(f"sweep {name}: {len(points)} points, {sum(done)} already in {jsonl}"
+         + (f", {sum(skip)} skipped (another {'/'.join(best_over)} reached the stop accuracy)" if any(skip) else "")
+         + f", {len(todo)} to run")
     if dry_run:
-        for p, d in zip(points, done):
-            echo(("done  " if d else "todo  ") + " ".join(p))
+        for p, d, k in zip(points, done, skip):
+            echo(("done  " if d else "skip  " if k else "todo  ") + " ".join(p))
         return []
     device = device or default_device()
     if workers > 1 and todo:
@@ -550,6 +572,9 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             break
         if claims is not None and not _claim(Path(claims), point_key(name, p)):
             continue  # another worker runs it
+        if reached(p, load_records(jsonl)):  # reached at another value while this invocation ran
+            echo(f"[{i + 1}/{len(todo)}] skipped, another value reached the stop accuracy: {' '.join(p)}")
+            continue
         echo(f"[{i + 1}/{len(todo)}] {' '.join(p)}")
         try:
             result = run_point(cfg, sweep, device, deadline, echo)
@@ -686,6 +711,8 @@ def _fmt_group(g: Optional[Group], best_over: Sequence[str]) -> str:
             notes.append(f"best of {g.tried}")
         if g.to_run:
             notes.append(f"{g.to_run} to run")
+        if g.skipped:
+            notes.append(f"{g.skipped} skipped")
     text = "error" if r.get("status") == "error" else f"{r['accuracy']:.3f}"
     return text + (f" ({', '.join(notes)})" if notes else "")
 
@@ -741,7 +768,8 @@ def render_markdown(records: Sequence[Dict[str, Any]], title: str, best_over: Se
         keys = ", ".join(f"`{k}`" for k in best_over)
         lines += [f"Tables before \"All runs\" show each point's best accuracy over {keys} and the value that won; "
                   "\"best of N\": N values finished for that point; \"N to run\": values run elsewhere in the table "
-                  "with no finished run for this point (cut, error or not run yet). \"All runs\" lists every run.", ""]
+                  "with no finished run for this point (cut, error or not run yet); \"N skipped\": such values not run "
+                  "because another value had reached the stop accuracy. \"All runs\" lists every run.", ""]
     for setting in dict.fromkeys(g.setting for g in groups):
         table = [g for g in groups if g.setting == setting]
         widths = sorted({g.best["d_model"] for g in table})
