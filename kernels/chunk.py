@@ -52,8 +52,8 @@ def _interpreting() -> bool:
 
 # Overrides for tests and benchmarks (empty = the defaults chosen below). Keys:
 #   precision: a PRESETS name;  fp32_bufs: buffer names stored in fp32;  <stage>_fp32: fp32 dots
-#   for a stage (solve, wu, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3" (default) or "ieee" (slow)
-#   for fp32 inputs;  fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
+#   for a stage (solve, wu, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3", "tf32" or "ieee" (slow) for
+#   fp32 inputs (default: as torch.get_float32_matmul_precision() says, see _up);  fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
 #   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages;
 #   keep_wu: the forward keeps W, U (and P) for the backward instead of the backward recomputing
 #   them (one launch less, 2-3 more activations of q's size); keep_states: W, U, P and also the
@@ -128,9 +128,10 @@ def _dot32(a, b):
 
 
 @triton.jit
-def _a_block(kb_i, kb_j, b_i, g_i, g_j, DIAG: tl.constexpr, USE_G: tl.constexpr, UP: tl.constexpr):
-    """16x16 block of A = diag(beta) (K K^T * exp(G_i - G_j)), strictly lower on the diagonal."""
-    a = _mm(kb_i, tl.trans(kb_j), UP) * b_i[:, None]
+def _a_block(kk, b_i, g_i, g_j, DIAG: tl.constexpr, USE_G: tl.constexpr):
+    """16x16 block of A = diag(beta) (K K^T * exp(G_i - G_j)) from its K K^T block ``kk``, strictly
+    lower on the diagonal."""
+    a = kk * b_i[:, None]
     o = tl.arange(0, 16)
     if USE_G:
         d = g_i[:, None] - g_j[None, :]
@@ -217,22 +218,45 @@ def _seq_bounds(cu, chunk_off, n, T, NT, VARLEN: tl.constexpr):
 def _solve_kernel(
     k, beta, g, cu, chunk_seq, chunk_idx, t_out, g_out,
     T, NT, H,
-    K: tl.constexpr, BK: tl.constexpr, USE_G: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr,
-    UP: tl.constexpr,
+    K: tl.constexpr, BK: tl.constexpr, BKS: tl.constexpr, USE_G: tl.constexpr, VARLEN: tl.constexpr,
+    DT: tl.constexpr, UP: tl.constexpr,
 ):
     """Tinv = (I + A)^-1 of one chunk (and the within-chunk cumulative log decay G).
 
-    The four 16x16 diagonal blocks are inverted together by forward substitution (few warps, so
-    the row reductions stay inside a warp); the off-diagonal blocks follow by block substitution
+    K K^T's ten lower 16x16 blocks are summed over BKS-wide slices of the keys (BKS = BK in one
+    pass; narrower for fp32 keys, whose 64 x 256 tile would spill registers). The four diagonal
+    blocks of A are inverted together by forward substitution (few warps, so the row reductions
+    stay inside a warp); the off-diagonal blocks follow by block substitution
     X_ij = -X_ii sum_m A_im X_mj. Only the lower blocks of Tinv are written."""
     i_c = tl.program_id(0)
     h = tl.program_id(1)
     t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN)
     o16 = tl.arange(0, 16)
-    k0 = _load_rows(k, t0, eos, H, h, K, BK, 16, 0).to(DT)
-    k1 = _load_rows(k, t0 + 16, eos, H, h, K, BK, 16, 0).to(DT)
-    k2 = _load_rows(k, t0 + 32, eos, H, h, K, BK, 16, 0).to(DT)
-    k3 = _load_rows(k, t0 + 48, eos, H, h, K, BK, 16, 0).to(DT)
+    s00 = tl.zeros([16, 16], dtype=tl.float32)
+    s10 = s00
+    s20 = s00
+    s30 = s00
+    s11 = s00
+    s21 = s00
+    s31 = s00
+    s22 = s00
+    s32 = s00
+    s33 = s00
+    for d0 in range(0, BK, BKS):
+        k0 = _load_rows(k, t0, eos, H, h, K, BKS, 16, d0).to(DT)
+        k1 = _load_rows(k, t0 + 16, eos, H, h, K, BKS, 16, d0).to(DT)
+        k2 = _load_rows(k, t0 + 32, eos, H, h, K, BKS, 16, d0).to(DT)
+        k3 = _load_rows(k, t0 + 48, eos, H, h, K, BKS, 16, d0).to(DT)
+        s00 += _mm(k0, tl.trans(k0), UP)
+        s10 += _mm(k1, tl.trans(k0), UP)
+        s20 += _mm(k2, tl.trans(k0), UP)
+        s30 += _mm(k3, tl.trans(k0), UP)
+        s11 += _mm(k1, tl.trans(k1), UP)
+        s21 += _mm(k2, tl.trans(k1), UP)
+        s31 += _mm(k3, tl.trans(k1), UP)
+        s22 += _mm(k2, tl.trans(k2), UP)
+        s32 += _mm(k3, tl.trans(k2), UP)
+        s33 += _mm(k3, tl.trans(k3), UP)
     b0 = _load_vec(beta, t0, eos, H, h, 16)
     b1 = _load_vec(beta, t0 + 16, eos, H, h, 16)
     b2 = _load_vec(beta, t0 + 32, eos, H, h, 16)
@@ -249,17 +273,16 @@ def _solve_kernel(
         g1 = g0
         g2 = g0
         g3 = g0
-    # all ten blocks of A first, so the key tiles die early
-    a00 = _a_block(k0, k0, b0, g0, g0, True, USE_G, UP)
-    a10 = _a_block(k1, k0, b1, g1, g0, False, USE_G, UP)
-    a20 = _a_block(k2, k0, b2, g2, g0, False, USE_G, UP)
-    a30 = _a_block(k3, k0, b3, g3, g0, False, USE_G, UP)
-    a11 = _a_block(k1, k1, b1, g1, g1, True, USE_G, UP)
-    a21 = _a_block(k2, k1, b2, g2, g1, False, USE_G, UP)
-    a31 = _a_block(k3, k1, b3, g3, g1, False, USE_G, UP)
-    a22 = _a_block(k2, k2, b2, g2, g2, True, USE_G, UP)
-    a32 = _a_block(k3, k2, b3, g3, g2, False, USE_G, UP)
-    a33 = _a_block(k3, k3, b3, g3, g3, True, USE_G, UP)
+    a00 = _a_block(s00, b0, g0, g0, True, USE_G)
+    a10 = _a_block(s10, b1, g1, g0, False, USE_G)
+    a20 = _a_block(s20, b2, g2, g0, False, USE_G)
+    a30 = _a_block(s30, b3, g3, g0, False, USE_G)
+    a11 = _a_block(s11, b1, g1, g1, True, USE_G)
+    a21 = _a_block(s21, b2, g2, g1, False, USE_G)
+    a31 = _a_block(s31, b3, g3, g1, False, USE_G)
+    a22 = _a_block(s22, b2, g2, g2, True, USE_G)
+    a32 = _a_block(s32, b3, g3, g2, False, USE_G)
+    a33 = _a_block(s33, b3, g3, g3, True, USE_G)
     x00, x11, x22, x33 = _inv16x4(a00, a11, a22, a33)
     x10 = -_dot32(x11, _dot32(a10, x00))
     x21 = -_dot32(x22, _dot32(a21, x11))
@@ -626,13 +649,28 @@ def _buf(name: str, dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if name in TUNING.get("fp32_bufs", _preset()["bufs"]) else dtype
 
 
+FP32_DOT = {"tf32x3": 2, "tf32": 0, "ieee": 3}  # fp32 inputs' dot modes (_mm's UP)
+
+
 def _up(dtype: torch.dtype) -> int:
-    """Dot mode of _mm: the interpreter, fp32 inputs (tf32x3, or ieee via TUNING['fp32_dot']), native."""
+    """Dot mode of _mm: the interpreter; 16-bit inputs native; fp32 inputs TUNING['fp32_dot'], else as
+    torch's float32 matmul precision says: "highest" (torch's default) 3 x tf32, near fp32; "high" or
+    "medium" (e.g. after ``torch.backends.cuda.matmul.allow_tf32 = True``) one tf32 pass, as torch's own
+    matmuls then do, with a third of the dots and far fewer registers."""
     if _interpreting():
         return 1
-    if dtype == torch.float32:
-        return 3 if _cfg("fp32_dot", "tf32x3") == "ieee" else 2
-    return 0
+    if dtype != torch.float32:
+        return 0
+    mode = _cfg("fp32_dot", "tf32x3" if torch.get_float32_matmul_precision() == "highest" else "tf32")
+    if mode not in FP32_DOT:
+        raise ValueError(f"TUNING['fp32_dot']={mode!r}: use one of {', '.join(FP32_DOT)}")
+    return FP32_DOT[mode]
+
+
+def _solve_slice(K: int, dot_dtype) -> int:
+    """Key columns per pass of the solve's K K^T: all at once for 16-bit tiles; 64 for fp32 tiles
+    (four 16 x 256 fp32 tiles spilled ~46 KB of registers per thread for sm_90, ptxas -v)."""
+    return min(_pow2(K), 64) if dot_dtype == tl.float32 else _pow2(K)
 
 
 def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[int, int, int]:
@@ -674,7 +712,8 @@ def _solve(k, g, beta, meta, H):
             k, beta, g if g is not None else beta, *meta.chunks(beta),
             tinv, gcum if gcum is not None else tinv,
             meta.T, meta.NT, H,
-            K=K, BK=_pow2(K), USE_G=g is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "solve"), UP=_up(dt),
+            K=K, BK=_pow2(K), BKS=_solve_slice(K, _dot_dtype(dt, "solve")), USE_G=g is not None, VARLEN=meta.varlen,
+            DT=_dot_dtype(dt, "solve"), UP=_up(dt),
             num_warps=_cfg("solve_warps", 2), num_stages=1,
         )
     return tinv, gcum
@@ -864,7 +903,8 @@ def chunk_delta_rule(
     Inputs fp32 / bf16 / fp16 on CUDA (or CPU under TRITON_INTERPRET=1). With 16-bit inputs
     the dots run on 16-bit tensor cores and intermediates are stored in the input dtype
     (relative RMS errors ~3e-3 against fp32 at 8x2048x16x128 on an H100); chunk.PRESETS /
-    chunk.TUNING["precision"] trade speed for fp32 intermediates. fp32 inputs use 3 x tf32 dots.
+    chunk.TUNING["precision"] trade speed for fp32 intermediates. fp32 inputs use 3 x tf32 dots, or
+    one tf32 pass when torch's float32 matmul precision is "high" or "medium".
     """
     return _entry(q, k, v, None, beta, scale, initial_state, output_final_state, cu_seqlens)
 

@@ -103,6 +103,33 @@ def test_custom_scale_and_large_head_dims():
     _compare(run(fn, torch.float32), run(ref, torch.float64), TOL[torch.float32])
 
 
+def test_solve_sums_k_kt_over_key_slices():
+    """fp32 keys of 200 dims: the solve's K K^T runs in four 64-wide slices, the last one masked."""
+    assert chunk_mod._solve_slice(200, chunk_mod.tl.float32) == 64
+    assert chunk_mod._solve_slice(200, chunk_mod.tl.bfloat16) == 256
+    fn, ref = _fns(True)
+    x = make_inputs(1, 70, 1, 200, 16, dtype=torch.float64, gated=True)
+    _compare(_fwd_bwd(fn, x, True, torch.float32), _fwd_bwd(ref, x, True, torch.float64), TOL[torch.float32])
+
+
+def test_fp32_dot_mode_follows_torch_matmul_precision(monkeypatch):
+    monkeypatch.setattr(chunk_mod, "_interpreting", lambda: False)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert chunk_mod._up(torch.float32) == chunk_mod.FP32_DOT["tf32x3"]
+        torch.set_float32_matmul_precision("high")
+        assert chunk_mod._up(torch.float32) == chunk_mod.FP32_DOT["tf32"]
+        assert chunk_mod._up(torch.bfloat16) == 0
+        monkeypatch.setitem(chunk_mod.TUNING, "fp32_dot", "ieee")
+        assert chunk_mod._up(torch.float32) == chunk_mod.FP32_DOT["ieee"]
+        monkeypatch.setitem(chunk_mod.TUNING, "fp32_dot", "fp64")
+        with pytest.raises(ValueError, match="tf32x3, tf32, ieee"):
+            chunk_mod._up(torch.float32)
+    finally:
+        torch.set_float32_matmul_precision(old)
+
+
 def test_rejects_unsupported_inputs():
     x = make_inputs(1, 8, 1, 16, 16)
     with pytest.raises(ValueError, match="float64"):
