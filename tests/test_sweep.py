@@ -13,7 +13,7 @@ from zoo.config import load_recipe
 from zoo.model import ZooModel
 from zoo.sweep import (SweepConfig, SweepError, _query_logits, finished_records, grid_points, group_runs,
                        latest_per_key, load_records, load_sweep_recipe, max_labelled, parse_axis, parse_best_over,
-                       point_key, render_markdown, run_point, split_values)
+                       point_key, render_markdown, run_point, run_sweep, split_values)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,6 +137,18 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path, capsys):
     # sweep.* overrides steer the runner and leave the points' identity alone
     zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "sweep.max_seconds=5", "--dry-run")
     assert "2 already in" in capsys.readouterr().out
+    # --rerun time: a run stopped by the time cap runs again, and its new record is the one tabulated
+    capped = dict(load_records(stem.with_suffix(".jsonl"))[0], status="time", accuracy=0.0)
+    with stem.with_suffix(".jsonl").open("a") as f:
+        f.write(json.dumps(capped) + "\n")
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--dry-run")
+    assert "2 already in" in capsys.readouterr().out
+    zoo("sweep", str(recipe), "--out", str(stem), "--device", "cpu", "--rerun", "time")
+    assert "1 already in" in capsys.readouterr().out
+    last = load_records(stem.with_suffix(".jsonl"))[-1]
+    assert (last["pattern"], last["status"]) == ("delta*2", "done") and "--rerun time" in last["command"]
+    with pytest.raises(SweepError, match="--rerun timeout: not a run status"):
+        run_sweep(str(recipe), out=str(stem), device="cpu", rerun=["timeout"])
 
 
 def test_sweep_errors_are_clear(tmp_path, capsys):

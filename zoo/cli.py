@@ -129,6 +129,9 @@ def sweep(
     workers: int = typer.Option(1, "--workers", min=1, help="Runs side by side (processes; on CUDA spread over the "
                                 "visible GPUs): tiny models leave a GPU mostly idle, so 4-8 per GPU multiply "
                                 "throughput"),
+    rerun: Optional[List[str]] = typer.Option(None, "--rerun", help="Also run again the points whose record has "
+                                              "this status, e.g. time (stopped by sweep.max_seconds); cut and "
+                                              "error always run again"),
 ) -> None:
     """Train a synthetic recipe (MQAR, MAD) over a grid; one accuracy table, resumable point by point."""
     from zoo.sweep import command_line, load_sweep_recipe, parse_best_over, render, run_sweep
@@ -139,8 +142,8 @@ def sweep(
         render(out or Path("runs") / "sweeps" / Path(recipe).stem, echo=typer.echo, best_over=keys)
         return
     run_sweep(recipe, grid or (), overrides or (), out=out, budget=budget, device=device, dry_run=dry_run,
-              command=command_line(recipe, overrides or (), grid or (), out, budget, keys or ()), best_over=keys,
-              workers=workers, echo=typer.echo)
+              command=command_line(recipe, overrides or (), grid or (), out, budget, keys or (), rerun or ()),
+              best_over=keys, workers=workers, rerun=rerun or (), echo=typer.echo)
 
 
 @app.command("import")

@@ -279,6 +279,7 @@ def load_records(path: Path) -> List[Dict[str, Any]]:
 
 
 RERUN = ("cut", "error")  # statuses of points that run again on the next invocation
+STATUSES = ("done", "reached", "time", "diverged", "cut", "error")  # a run's status, as recorded
 
 
 def finished_records(records: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
@@ -498,14 +499,15 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
               budget: Optional[float] = None, device: Optional[str] = None, dry_run: bool = False,
               command: Optional[str] = None, extra: Optional[Dict[str, Any]] = None, report: bool = True,
               best_over: Optional[Sequence[str]] = None, workers: int = 1, claims: Optional[str] = None,
-              echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+              rerun: Sequence[str] = (), echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
     """Run every unfinished point of the grid; returns the records of this invocation's runs.
 
     ``extra``: fields added to every record (e.g. which kernel path ran); ``report=False`` only
     appends to STEM.jsonl (no .json/.md/.png), e.g. when only the results file is brought back.
     ``best_over``: keys the reports take the best over (None: the recipe's ``sweep.best_over``).
     ``workers``: processes training points side by side (``_run_workers``); ``claims``: the folder
-    through which such workers share out the points (one claim file per point).
+    through which such workers share out the points (one claim file per point). ``rerun``: statuses
+    (e.g. ``time``) whose points run again, as ``cut`` and ``error`` always do; the new record wins.
     """
     from zoo.config import ConfigError, load_recipe
 
@@ -540,7 +542,10 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             configs.append(load_recipe(None, p, base=recipe))
         except ConfigError as err:
             raise SweepError(f"point {' '.join(p)}: {err}") from None
-    finished = finished_records(records)
+    bad = sorted(set(rerun) - set(STATUSES))
+    if bad:
+        raise SweepError(f"--rerun {bad[0]}: not a run status (use {', '.join(STATUSES)})")
+    finished = {k: r for k, r in finished_records(records).items() if r.get("status") not in rerun}
     done = [_is_done(finished, name, p, c, best_over) for p, c in zip(points, configs)]
 
     def reached(point: Sequence[str], records: Sequence[Dict[str, Any]]) -> bool:  # another value solved it
@@ -560,7 +565,7 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
         return _run_workers(workers, device, stem, echo, report, best_over, dict(
             recipe_path=recipe_path, grid=list(grid), overrides=list(overrides) + [f"sweep.{o}" for o in runner],
             out=str(stem), budget=None if deadline is None else deadline - time.perf_counter(),
-            command=command, extra=extra, best_over=best_over))
+            command=command, extra=extra, best_over=best_over, rerun=list(rerun)))
     card = _device_name(device)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -882,7 +887,7 @@ def render(stem: str | Path, title: Optional[str] = None, echo: Callable[[str], 
 
 
 def command_line(recipe: str, overrides: Sequence[str] = (), grid: Sequence[str] = (), out: Optional[str] = None,
-                 budget: Optional[float] = None, best_over: Sequence[str] = ()) -> str:
+                 budget: Optional[float] = None, best_over: Sequence[str] = (), rerun: Sequence[str] = ()) -> str:
     """The ``zoo sweep`` invocation that reproduces a run (for the results' Commands section)."""
     parts = ["zoo", "sweep", recipe, *overrides]
     for g in grid:
@@ -893,4 +898,6 @@ def command_line(recipe: str, overrides: Sequence[str] = (), grid: Sequence[str]
         parts += ["--out", str(out)]
     if budget is not None:
         parts += ["--budget", f"{budget:g}"]
+    for status in rerun:
+        parts += ["--rerun", status]
     return " ".join(shlex.quote(p) for p in parts)

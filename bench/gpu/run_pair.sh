@@ -42,30 +42,35 @@ mkdir -p "$WORK/mqar_long"
 cp bench/results/mqar_long.jsonl "$WORK/mqar_long/mqar.jsonl"
 # Two lanes of grids, each walked in order by its own `zoo sweep --workers N` on its own GPU, so that
 # one grid's last long runs do not idle the other workers, and DeltaNet at d = 512 (two heads of 256,
-# fp32: ~3 steps/s with 6 runs on a GPU) shares its GPU with 2 runs, not 5. One grid per entry, its
-# --grid axes separated by "|" (first axis outermost; the recipe's lr axis, 1e-3 / 3e-3 / 1e-2, stays
-# innermost). Finished points are skipped; the lanes share no point and append to one results file.
+# fp32) shares its GPU with 2 runs, not 5. One grid per entry, its --grid axes separated by "|" (first
+# axis outermost; after "||", more zoo sweep flags). The lr axis goes first: every point's lr 1e-3 runs before any point's 3e-3, and a
+# point's other lrs are skipped once one reached the stop accuracy. Finished points are skipped; the
+# lanes share no point and append to one results file.
+LR="train.lr=1e-3,3e-3,1e-2"
 S512="data.seq_len:data.mqar.num_kv_pairs=512:64"
 S256="data.seq_len:data.mqar.num_kv_pairs=256:16"
-D128="model.d_model:model.n_heads=128:1"
-MQAR_LANE_A=(  # GPU 0, 3 runs: the target's widths, DeltaNet against both linear attentions
-    "$S512|model.d_model:model.n_heads=512:2,256:1,128:1,64:1|model.pattern=delta*2,linear[feature_map=elu1]*2,linear*2"
+ALL="model.pattern=delta*2,linear*2,linear[feature_map=elu1]*2,gdelta*2,attn*2,delta swa,swa*2"
+MQAR_LANE_A=(  # GPU 0, 3 runs: d = 512, the target's widest point first; after "||", more zoo sweep flags
+    "$LR|$S512|model.d_model:model.n_heads=512:2|model.pattern=delta*2||--rerun time"  # 2,400 steps so far
+    "$LR|$S512|model.d_model:model.n_heads=512:2|$ALL"
 )
-MQAR_LANE_B=(  # GPU 1, 6 runs: every mixer at d = 128
-    "$S256|$D128|model.pattern=delta*2,gdelta*2,attn*2,delta swa,linear*2,linear[feature_map=elu1]*2,swa*2"
-    "$S512|$D128|model.pattern=gdelta*2,attn*2,delta swa,swa*2"
+MQAR_LANE_B=(  # GPU 1, 6 runs: the other mixers at the other widths, then seq 256 / 16 pairs
+    "$LR|$S512|model.d_model:model.n_heads=128:1,256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,swa*2"
+    "$LR|$S256|model.d_model:model.n_heads=128:1,256:1,64:1,512:2|$ALL"
 )
 mqar() {  # mqar WORKERS GRID...: the grids in order until END_AT (minus a margin for the write-up)
-    local workers=$1 grid axes left
+    local workers=$1 grid axes left flags
     shift
     for grid in "$@"; do
         left=$(( END_AT - $(date +%s) - 15 ))
         [ $left -lt 60 ] && { echo "no time left for MQAR"; return 0; }
+        flags=""
+        [[ $grid == *"||"* ]] && { flags=${grid#*||}; grid=${grid%%||*}; }
         axes=()
         IFS='|' read -ra parts <<< "$grid"
         for a in "${parts[@]}"; do axes+=(--grid "$a"); done
         python3 bench/gpu/zoo_cli.py sweep recipes/mqar.yaml train.steps=20000 sweep.max_seconds=420 \
-            --out "$WORK/mqar_long/mqar" --workers "$workers" "${axes[@]}" --budget $left
+            --out "$WORK/mqar_long/mqar" --workers "$workers" "${axes[@]}" $flags --budget $left
     done
 }
 export WORK  # the job shells below run mqar() with it
