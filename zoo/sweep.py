@@ -549,7 +549,8 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
     done = [_is_done(finished, name, p, c, best_over) for p, c in zip(points, configs)]
 
     def reached(point: Sequence[str], records: Sequence[Dict[str, Any]]) -> bool:  # another value solved it
-        return bool(best_over) and _group_ident(name, point, best_over) in reached_groups(records, best_over)
+        return (bool(best_over) and "reached" not in rerun
+                and _group_ident(name, point, best_over) in reached_groups(records, best_over))
 
     skip = [not d and reached(p, records) for p, d in zip(points, done)]
     todo = [(p, c) for p, c, d, k in zip(points, configs, done, skip) if not (d or k)]
