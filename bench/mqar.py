@@ -12,8 +12,8 @@ sweep.best_over), back to back, and the tables show the best over lr, as Zoology
 paper report; ``--set train.lr=3e-3`` runs one lr instead.
 
   1. MQAR seq 512 / 64 pairs, DeltaNet vs linear attention (L2 and elu+1) at d_model 128 and 256 (the headline)
-  2. MQAR seq 512 / 64 pairs, Gated DeltaNet, global attention, SWA, hybrid at d_model 128
-  3. MQAR seq 256 / 16 pairs, all seven patterns at d_model 128
+  2. MQAR seq 512 / 64 pairs, Gated DeltaNet, global attention, SWA, the DeltaNet+SWA and DeltaNet+attention hybrids at d_model 128
+  3. MQAR seq 256 / 16 pairs, all eight patterns at d_model 128
   4. MQAR seq 512 / 64 pairs, DeltaNet and linear attention (L2 and elu+1) at d_model 64 and 512
   5. the rest of the MQAR grid (recipes/mqar.yaml), easy settings first
   6. MAD (recipes/mad.yaml): DeltaNet and Transformer
@@ -43,11 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 S512, S256 = "data.seq_len:data.mqar.num_kv_pairs=512:64", "data.seq_len:data.mqar.num_kv_pairs=256:16"
 LINEAR = "linear*2,linear[feature_map=elu1]*2"  # L2-normalised and elu+1 additive linear attention
-ALL7 = f"model.pattern=delta*2,gdelta*2,{LINEAR},swa*2,attn*2,delta swa"
+ALL = f"model.pattern=delta*2,gdelta*2,{LINEAR},swa*2,attn*2,delta swa,delta attn"  # both hybrids
 STAGES = [  # (recipe, grid axes, pinned overrides)
     ("mqar", [S512, "model.d_model:model.n_heads=128:1,256:1", f"model.pattern=delta*2,{LINEAR}"], []),
-    ("mqar", [S512, "model.d_model:model.n_heads=128:1", "model.pattern=gdelta*2,attn*2,swa*2,delta swa"], []),
-    ("mqar", [S256, "model.d_model:model.n_heads=128:1", ALL7], []),
+    ("mqar", [S512, "model.d_model:model.n_heads=128:1", "model.pattern=gdelta*2,attn*2,swa*2,delta swa,delta attn"], []),
+    ("mqar", [S256, "model.d_model:model.n_heads=128:1", ALL], []),
     ("mqar", [S512, "model.d_model:model.n_heads=64:1,512:2", f"model.pattern=delta*2,{LINEAR}"], []),
     ("mqar", [], []),  # the recipe's own grid
     ("mad", [], []),

@@ -49,13 +49,13 @@ cp bench/results/mqar_long.jsonl "$WORK/mqar_long/mqar.jsonl"
 LR="train.lr=1e-3,3e-3,1e-2"
 S512="data.seq_len:data.mqar.num_kv_pairs=512:64"
 S256="data.seq_len:data.mqar.num_kv_pairs=256:16"
-ALL="model.pattern=delta*2,linear*2,linear[feature_map=elu1]*2,gdelta*2,attn*2,delta swa,swa*2"
+ALL="model.pattern=delta*2,linear*2,linear[feature_map=elu1]*2,gdelta*2,attn*2,delta swa,delta attn,swa*2"
 MQAR_LANE_A=(  # GPU 0, 3 runs: d = 512, the target's widest point first; after "||", more zoo sweep flags
     "$LR|$S512|model.d_model:model.n_heads=512:2|model.pattern=delta*2||--rerun time"  # 2,400 steps so far
     "$LR|$S512|model.d_model:model.n_heads=512:2|$ALL"
 )
 MQAR_LANE_B=(  # GPU 1, 6 runs: the other mixers at the other widths, then seq 256 / 16 pairs
-    "$LR|$S512|model.d_model:model.n_heads=128:1,256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,swa*2"
+    "$LR|$S512|model.d_model:model.n_heads=128:1,256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,delta attn,swa*2"
     "$LR|$S256|model.d_model:model.n_heads=128:1,256:1,64:1,512:2|$ALL"
 )
 mqar() {  # mqar WORKERS GRID...: the grids in order until END_AT (minus a margin for the write-up)
