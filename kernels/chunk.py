@@ -53,7 +53,8 @@ def _interpreting() -> bool:
 # Overrides for tests and benchmarks (empty = the defaults chosen below). Keys:
 #   precision: a PRESETS name;  fp32_bufs: buffer names stored in fp32;  <stage>_fp32: fp32 dots
 #   for a stage (solve, wu, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3", "tf32" or "ieee" (slow) for
-#   fp32 inputs (default: as torch.get_float32_matmul_precision() says, see _up);  fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
+#   fp32 inputs (default: as torch.get_float32_matmul_precision() says, see _up);
+#   fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
 #   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages;
 #   keep_wu: the forward keeps W, U (and P) for the backward instead of the backward recomputing
 #   them (one launch less, 2-3 more activations of q's size); keep_states: W, U, P and also the
