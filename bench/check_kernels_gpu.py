@@ -348,7 +348,8 @@ def main():
                     help="real-shape checks, zoo timings and one profile only (short device budgets)")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU shapes under TRITON_INTERPRET=1")
     ap.add_argument("--gate", action="store_true",
-                    help="only the real-shape bf16 checks (plain, gated) and a varlen one; exit 1 unless all pass")
+                    help="only the real-shape bf16 checks (plain, gated), varlen ones and fp32 at head dim 256 "
+                         "(3-pass and 1-pass tf32); exit 1 unless all pass")
     ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
     ap.add_argument("--only-sweep", action="store_true", help="the sweep alone (--sweep-groups, --sweep-shapes)")
     ap.add_argument("--no-fla", action="store_true", help="leave fla-core out (its autotuner takes minutes per shape)")
@@ -380,6 +381,13 @@ def main():
             for gated in (False, True):
                 res["correctness"].append(check(zk, f"{'gated ' if gated else ''}varlen 4 docs", 1, 2000, 4, 128, 128,
                                                 gated, torch.bfloat16, torch.float32, cu=cu, n_states=4))
+            for mode, tol in (("tf32x3", None), ("tf32", 3e-3)):  # fp32 keys of 256: the solve in four key slices
+                ch.TUNING["fp32_dot"] = mode
+                try:
+                    res["correctness"].append(check(zk, f"fp32 {mode} B2 T200 H2 K256 V256", 2, 200, 2, 256, 256, True,
+                                                    torch.float32, torch.float64, tol=tol))
+                finally:
+                    ch.TUNING.pop("fp32_dot", None)
         except Exception:
             log("gate ERROR", traceback.format_exc()[-800:])
             raise SystemExit(1)

@@ -75,6 +75,13 @@ mqar() {  # mqar WORKERS GRID...: the grids in order until END_AT (minus a margi
 }
 export WORK  # the job shells below run mqar() with it
 
+# The chunk kernels' gate first where a plan trains through them (the kernels changed since their last
+# GPU check: the fp32 solve's key slices, 2026-11-27): nothing else runs on a failed gate.
+case $PLAN in
+    train|mqar) $DRY || python3 bench/check_kernels_gpu.py --gate --out "$WORK/gate" \
+                    || { echo "kernel gate FAILED: nothing else run"; snapshot; exit 4; } ;;
+esac
+
 ROWS="zoo DeltaNet,fla DeltaNet,zoo hybrid SWA,zoo Transformer++,zoo DeltaNet via zoo.train (Lightning),\
 zoo DeltaNet raw step in Lightning's Trainer"
 case $PLAN in
