@@ -353,6 +353,10 @@ def main():
     ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
     ap.add_argument("--only-sweep", action="store_true", help="the sweep alone (--sweep-groups, --sweep-shapes)")
     ap.add_argument("--no-fla", action="store_true", help="leave fla-core out (its autotuner takes minutes per shape)")
+    ap.add_argument("--only-profile", action="store_true",
+                    help="per-kernel CUDA time of one fwd+bwd, zoo beside fla, at --profile-shapes; then stop")
+    ap.add_argument("--profile-shapes", default="", help="BxTxHxD shapes for --only-profile (comma list; default: "
+                    "DESIGN §9's first), e.g. 8x2048x16x128,1x16384x16x128")
     ap.add_argument("--sweep-shapes", default="", help="BxTxHxD shapes to sweep (comma list; default: three of "
                     "DESIGN §9's), e.g. 1x16384x16x128,2x8192x16x128")
     a = ap.parse_args()
@@ -396,6 +400,20 @@ def main():
         print("gate:", "PASS" if ok else "FAIL")
         raise SystemExit(0 if ok else 1)
     deadline = T0 + a.budget
+    if a.only_profile:
+        fla_fn, res["fla_version"] = load_fla() if not a.no_fla else (None, "not loaded (--no-fla)")
+        shapes = [tuple(int(n) for n in sh.split("x")) for sh in a.profile_shapes.split(",") if sh] or SHAPES[:1]
+        res["profiles"] = {}
+        for shape in shapes:
+            for who, fn in (("zoo", zk.chunk_delta_rule), ("fla", fla_fn)):
+                if fn is not None:
+                    res["profiles"][f"{who} {'x'.join(map(str, shape))}"] = profile_kernels(fn, shape)
+                    save()
+        print("\n== CUDA time per kernel, one fwd+bwd (us) ==")
+        for name, kernels in res["profiles"].items():
+            print(f"{name}: total {sum(kernels.values()):.0f}; "
+                  + ", ".join(f"{k.split('(')[0][:40]} {t:.0f}" for k, t in list(kernels.items())[:8]))
+        return
     if a.only_sweep:
         res["sweep"] = sweep(zk, ch, deadline, groups=a.sweep_groups.split(",") if a.sweep_groups else None,
                              shapes=sweep_shapes)

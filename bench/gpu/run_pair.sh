@@ -10,6 +10,9 @@
 # --plan keep (1 GPU): bench/gpu/kernels_ab.sh of kernels/chunk.py against a copy whose backward takes
 #   W, U, P from the forward (TUNING keep_wu on by default there), then against one that also takes the
 #   chunk states (keep_states): gate and CUDA-graph times of each, into $WORK/keep_wu, $WORK/keep_states;
+# --plan profile (1 GPU): the kernel gate, then bench/check_kernels_gpu.py --only-profile: per-kernel CUDA
+#   time of one fwd+bwd of zoo and fla at 8x2048x16x128 and 1x16384x16x128 (issue 3: where the backward
+#   loses to fla's), into $WORK/profile;
 # --plan ddp (2 GPUs): bench/train.py --ddp --fsdp (1 GPU, 2 GPUs DDP, the rounding control, 2 GPUs
 #   FSDP: issue 5 item 5);
 # --plan fsdp (2 GPUs): the same with the finished runs taken from bench/results/train.ddp.json
@@ -33,9 +36,9 @@ done
 source bench/gpu/lib.sh
 parse_args "${args[@]}"
 case $PLAN in
-    train|fused|keep) setup 1 ;;
+    train|fused|keep|profile) setup 1 ;;
     ddp|fsdp|mqar) setup 2 ;;
-    *) echo "unknown plan $PLAN (train, fused, keep, ddp, fsdp, mqar)"; exit 2 ;;
+    *) echo "unknown plan $PLAN (train, fused, keep, profile, ddp, fsdp, mqar)"; exit 2 ;;
 esac
 
 mkdir -p "$WORK/mqar_long"
@@ -78,7 +81,7 @@ export WORK  # the job shells below run mqar() with it
 # The chunk kernels' gate first where a plan trains through them (the kernels changed since their last
 # GPU check: the fp32 solve's key slices, 2026-11-27): nothing else runs on a failed gate.
 case $PLAN in
-    train|mqar) $DRY || python3 bench/check_kernels_gpu.py --gate --out "$WORK/gate" \
+    train|mqar|profile) $DRY || python3 bench/check_kernels_gpu.py --gate --out "$WORK/gate" \
                     || { echo "kernel gate FAILED: nothing else run"; snapshot; exit 4; } ;;
 esac
 
@@ -87,6 +90,8 @@ zoo DeltaNet raw step in Lightning's Trainer"
 case $PLAN in
     train) job train 0 20 python3 bench/train.py --out "$WORK/train" --rows "$ROWS" --budget @BUDGET@ ;;
     fused) job fused 0 20 python3 bench/fused_ops.py --out "$WORK/fused" ;;
+    profile) job profile 0 20 python3 bench/check_kernels_gpu.py --only-profile --out "$WORK/profile" \
+                 --profile-shapes 8x2048x16x128,1x16384x16x128 ;;
     keep) for knob in keep_wu keep_states; do
               sed "s/_cfg(\"$knob\", False)/_cfg(\"$knob\", True)/" kernels/chunk.py > "/tmp/chunk_$knob.py"
           done
@@ -107,3 +112,4 @@ show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
 show "keep_wu A/B" "$WORK/keep_wu/ab.json" 30 head
 show "keep_states A/B" "$WORK/keep_states/ab.json" 30 head
 show "mqar long" "$WORK/mqar_long/mqar.md" 40 head
+show "kernel profiles" "$OUT/profile.log" 6 tail
