@@ -483,6 +483,13 @@ def test_export_of_a_zoo_trained_hybrid(tmp_path, pattern, model_type):
         assert torch.equal(a(ids), b(ids))
 
 
+def test_export_ignores_the_gate_init_ranges(tmp_path):
+    """They shape only the initial weights, so layers that differ in them still share fla's one config."""
+    run = _zoo_run(tmp_path, "g", pattern="gdelta gdelta[A_max=2,dt_max=0.01]")
+    export_fla(run, tmp_path / "out")
+    assert json.loads((tmp_path / "out/config.json").read_text())["model_type"] == "gated_deltanet"
+
+
 @pytest.mark.parametrize("model,match", [
     (dict(pattern="delta gdelta"), "one native mixer"),
     (dict(pattern="attn swa"), "only attention layers"),

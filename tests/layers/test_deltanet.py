@@ -50,6 +50,23 @@ def test_gated_decay_is_a_log_decay():
     assert (g <= 0).all()
 
 
+def test_gate_init_ranges():
+    """A ~ U(A_min, A_max) and softplus(dt_bias) ~ logU(dt_min, dt_max) per head; bad ranges name the fix."""
+    layer = GatedDeltaNet(64, GatedDeltaNetConfig(n_heads=64, A_min=2.0, A_max=3.0, dt_min=1e-3, dt_max=2e-3))
+    A, dt = layer.A_log.exp(), torch.nn.functional.softplus(layer.dt_bias)
+    assert ((A >= 2.0 - 1e-6) & (A <= 3.0 + 1e-6)).all() and A.std() > 0
+    assert ((dt >= 1e-3 * (1 - 1e-4)) & (dt <= 2e-3 * (1 + 1e-4))).all()
+    torch.manual_seed(0)
+    default = GatedDeltaNet(32, GatedDeltaNetConfig(n_heads=2))
+    torch.manual_seed(0)
+    slow = GatedDeltaNet(32, GatedDeltaNetConfig(n_heads=2, A_max=1.0, dt_max=1e-3))
+    assert torch.allclose(slow.A_log.exp(), torch.ones(2)) and torch.equal(default.q_proj.weight, slow.q_proj.weight)
+    with pytest.raises(ValueError, match="need 0 < A_min <= A_max"):
+        GatedDeltaNetConfig(A_min=4.0, A_max=2.0)
+    with pytest.raises(ValueError, match="need 0 < dt_min <= dt_max"):
+        GatedDeltaNetConfig(dt_min=0.0)
+
+
 def test_cache_and_packed_documents_are_exclusive():
     layer = DeltaNet(32, DeltaNetConfig(n_heads=2))
     with pytest.raises(ValueError, match="cu_seqlens"):

@@ -494,6 +494,14 @@ def _model_dir(run_dir: Path) -> Path:
                        "(config.json + model.safetensors)")
 
 
+def _weights_meaning(config):
+    """A mixer config without the fields that change no weight's meaning (what fla's one config must match)."""
+    from zoo.layers.deltanet import GatedDeltaNetConfig
+
+    init = {f: GatedDeltaNetConfig.__dataclass_fields__[f].default for f in ("A_min", "A_max", "dt_min", "dt_max")}
+    return replace(config, chunk_size=0, **(init if isinstance(config, GatedDeltaNetConfig) else {}))
+
+
 def zoo_to_fla_config(config, carried: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """zoo ModelConfig -> fla 0.6.0 config.json dict; InteropError names what fla cannot express."""
     from zoo.spec import resolve_layers
@@ -511,8 +519,8 @@ def zoo_to_fla_config(config, carried: Optional[Dict[str, Any]] = None) -> Dict[
     mixer = kinds[0]
     model_type = "delta_net" if mixer == "deltanet" else "gated_deltanet"
     ref = natives[0]
-    for s in natives[1:]:  # chunk_size only picks the CPU path's block length: no effect on the maths
-        if replace(s.config, chunk_size=0) != replace(ref.config, chunk_size=0):
+    for s in natives[1:]:  # the CPU path's block length and the gate's init ranges leave the weights' meaning alone
+        if _weights_meaning(s.config) != _weights_meaning(ref.config):
             raise InteropError(f"fla uses one {mixer} configuration for every layer; layer {s.index} "
                                f"({s.name}) differs from layer {ref.index} ({ref.name})")
     m = ref.config

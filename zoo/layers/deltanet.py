@@ -39,6 +39,18 @@ class DeltaNetConfig:
 @dataclass
 class GatedDeltaNetConfig(DeltaNetConfig):
     use_gate: bool = True
+    # initial decay per head (fla's init): A ~ U(A_min, A_max), softplus(dt_bias) ~ logU(dt_min, dt_max),
+    # so g = -A * softplus(a_proj x + dt_bias) starts with a memory half-life of ln 2 / (A dt) tokens
+    A_min: float = 1.0
+    A_max: float = 16.0
+    dt_min: float = 1e-3
+    dt_max: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.A_min <= self.A_max:
+            raise ValueError(f"gdelta A_min={self.A_min}, A_max={self.A_max}: need 0 < A_min <= A_max")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise ValueError(f"gdelta dt_min={self.dt_min}, dt_max={self.dt_max}: need 0 < dt_min <= dt_max")
 
 
 class DeltaNet(RecurrentMixer):
@@ -53,8 +65,8 @@ class DeltaNet(RecurrentMixer):
         self.b_proj = nn.Linear(d_model, H, bias=False)
         if self.gated:
             self.a_proj = nn.Linear(d_model, H, bias=False)
-            self.A_log = nn.Parameter(torch.empty(H).uniform_(1, 16).log())
-            dt = torch.empty(H).uniform_(math.log(1e-3), math.log(1e-1)).exp().clamp(min=1e-4)
+            self.A_log = nn.Parameter(torch.empty(H).uniform_(config.A_min, config.A_max).log())
+            dt = torch.empty(H).uniform_(math.log(config.dt_min), math.log(config.dt_max)).exp().clamp(min=1e-4)
             self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
         if config.use_gate:
             self.g_proj = nn.Linear(d_model, H * dv, bias=False)
