@@ -58,6 +58,7 @@ MQAR_LANE_A=(  # GPU 0, 3 runs: d = 512, the target's widest point first; after 
     "$LR|$S512|model.d_model:model.n_heads=512:2|$ALL"
 )
 MQAR_LANE_B=(  # GPU 1, 6 runs: the other mixers at the other widths, then seq 256 / 16 pairs
+    "$LR|$S512|model.d_model:model.n_heads=128:1|model.pattern=gdelta[A_max=1,dt_max=0.001]*2"  # slow gates at init
     "$LR|$S512|model.d_model:model.n_heads=128:1,256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,delta attn,swa*2"
     "$LR|$S256|model.d_model:model.n_heads=128:1,256:1,64:1,512:2|$ALL"
 )
