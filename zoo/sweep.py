@@ -548,11 +548,11 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
     finished = {k: r for k, r in finished_records(records).items() if r.get("status") not in rerun}
     done = [_is_done(finished, name, p, c, best_over) for p, c in zip(points, configs)]
 
-    def reached(point: Sequence[str], records: Sequence[Dict[str, Any]]) -> bool:  # another value solved it
-        return (bool(best_over) and "reached" not in rerun
-                and _group_ident(name, point, best_over) in reached_groups(records, best_over))
+    def reached(point: Sequence[str], groups: set) -> bool:  # another value of the point solved it
+        return bool(best_over) and "reached" not in rerun and _group_ident(name, point, best_over) in groups
 
-    skip = [not d and reached(p, records) for p, d in zip(points, done)]
+    solved = reached_groups(records, best_over)
+    skip = [not d and reached(p, solved) for p, d in zip(points, done)]
     todo = [(p, c) for p, c, d, k in zip(points, configs, done, skip) if not (d or k)]
     echo(f"sweep {name}: {len(points)} points, {sum(done)} already in {jsonl}"
          + (f", {sum(skip)} skipped (another {'/'.join(best_over)} reached the stop accuracy)" if any(skip) else "")
@@ -578,7 +578,7 @@ def run_sweep(recipe_path: str, grid: Sequence[str] = (), overrides: Sequence[st
             break
         if claims is not None and not _claim(Path(claims), point_key(name, p)):
             continue  # another worker runs it
-        if reached(p, load_records(jsonl)):  # reached at another value while this invocation ran
+        if reached(p, reached_groups(load_records(jsonl), best_over)):  # reached since this invocation began
             echo(f"[{i + 1}/{len(todo)}] skipped, another value reached the stop accuracy: {' '.join(p)}")
             continue
         echo(f"[{i + 1}/{len(todo)}] {' '.join(p)}")

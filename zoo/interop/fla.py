@@ -498,8 +498,10 @@ def _weights_meaning(config):
     """A mixer config without the fields that change no weight's meaning (what fla's one config must match)."""
     from zoo.layers.deltanet import GatedDeltaNetConfig
 
-    init = {f: GatedDeltaNetConfig.__dataclass_fields__[f].default for f in ("A_min", "A_max", "dt_min", "dt_max")}
-    return replace(config, chunk_size=0, **(init if isinstance(config, GatedDeltaNetConfig) else {}))
+    if isinstance(config, GatedDeltaNetConfig):
+        fresh = GatedDeltaNetConfig()
+        config = replace(config, **{f: getattr(fresh, f) for f in GatedDeltaNetConfig.INIT})
+    return replace(config, chunk_size=0)
 
 
 def zoo_to_fla_config(config, carried: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

@@ -46,6 +46,8 @@ class GatedDeltaNetConfig(DeltaNetConfig):
     dt_min: float = 1e-3
     dt_max: float = 0.1
 
+    INIT = ("A_min", "A_max", "dt_min", "dt_max")  # fields that shape only the initial weights
+
     def __post_init__(self) -> None:
         if not 0 < self.A_min <= self.A_max:
             raise ValueError(f"gdelta A_min={self.A_min}, A_max={self.A_max}: need 0 < A_min <= A_max")
