@@ -18,7 +18,7 @@
 # --plan fsdp (2 GPUs): the same with the finished runs taken from bench/results/train.ddp.json
 #   (--reuse): what is missing only;
 # --plan mqar (2 GPUs): MQAR's long protocol (20k-step schedule, issue 7) through `zoo sweep
-#   --workers`, 9 runs at a time in two lanes of grids (MQAR_LANE_A, _B below), into $WORK/mqar_long
+#   --workers`, 11 runs at a time in two lanes of grids (MQAR_LANE_A, _B below), into $WORK/mqar_long
 #   (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
 # One plan per call: timing jobs never share the machine with MQAR's workers or with Triton compiles
 # on another GPU (their host load slowed the host-bound training rows by up to 2x on 2026-11-27).
@@ -57,10 +57,10 @@ MQAR_LANE_A=(  # GPU 0, 3 runs: d = 512, the target's widest point first; after 
     "$LR|$S512|model.d_model:model.n_heads=512:2|model.pattern=delta*2||--rerun time"  # 2,400 steps so far
     "$LR|$S512|model.d_model:model.n_heads=512:2|$ALL"
 )
-MQAR_LANE_B=(  # GPU 1, 6 runs: the other mixers at the other widths, then seq 256 / 16 pairs
+MQAR_LANE_B=(  # GPU 1, 8 runs: the other mixers at the other widths, then seq 256 / 16 pairs
+    "$LR|$S512|model.d_model:model.n_heads=256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,delta attn,swa*2"
+    "$LR|$S256|model.d_model:model.n_heads=256:1,64:1,512:2|$ALL"
     "$LR|$S512|model.d_model:model.n_heads=128:1|model.pattern=gdelta[A_max=1,dt_max=0.001]*2"  # slow gates at init
-    "$LR|$S512|model.d_model:model.n_heads=128:1,256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,delta attn,swa*2"
-    "$LR|$S256|model.d_model:model.n_heads=128:1,256:1,64:1,512:2|$ALL"
 )
 mqar() {  # mqar WORKERS GRID...: the grids in order until END_AT (minus a margin for the write-up)
     local workers=$1 grid axes left flags
@@ -102,7 +102,7 @@ case $PLAN in
     fsdp) job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
               --reuse bench/results/train.ddp.json --budget @BUDGET@ ;;
     mqar) job mqar_a 0 0 bash -c "$(declare -p MQAR_LANE_A); $(declare -f mqar); mqar 3 \"\${MQAR_LANE_A[@]}\""
-          job mqar_b 1 0 bash -c "$(declare -p MQAR_LANE_B); $(declare -f mqar); mqar 6 \"\${MQAR_LANE_B[@]}\"" ;;
+          job mqar_b 1 0 bash -c "$(declare -p MQAR_LANE_B); $(declare -f mqar); mqar 8 \"\${MQAR_LANE_B[@]}\"" ;;
 esac
 wait_all
 
