@@ -3,7 +3,8 @@
 A GPU-free check of launch and tiling choices: one forward and backward of ``chunk_delta_rule``
 (or the gated rule) runs with the kernel launches captured instead of executed, each captured
 launch is compiled by Triton for sm_90a with the same constexprs and launch options, and ptxas -v
-(shipped with Triton) reports its registers per thread, spill bytes, stack frame and shared memory.
+(shipped with Triton) reports its registers per thread, spill bytes, stack frame and shared memory
+(a launch over sm_90's 227 KB raises OutOfResources on the GPU: marked "OVER").
 Spills are local-memory traffic in every program, so a kernel that spills kilobytes per thread
 is slow whatever its launch grid. Timing still needs a GPU (bench/check_kernels_gpu.py).
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SIG = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int32: "i32", torch.int64: "i64"}
 SHOWN = ("K", "V", "BK", "BKS", "BV", "DT", "UP")  # constexprs printed per launch
+SMEM_SM90 = 232448  # bytes of shared memory one block may use on sm_90 (227 KB); more fails to launch
 
 
 def capture(B: int, T: int, H: int, K: int, V: int, dtype: torch.dtype, gated: bool) -> List[Tuple]:
@@ -89,7 +91,7 @@ def compile_report(fn, grid, args, kwargs) -> Dict[str, Any]:
             "constexprs": {k: str(v) for k, v in const.items() if k in SHOWN},
             "registers": num(r"Used (\d+) registers"), "spill_stores": num(r"(\d+) bytes spill stores"),
             "spill_loads": num(r"(\d+) bytes spill loads"), "stack": num(r"(\d+) bytes stack frame"),
-            "shared": kernel.metadata.shared}
+            "shared": kernel.metadata.shared, "fits": kernel.metadata.shared <= SMEM_SM90}
 
 
 def main(argv=None) -> List[Dict[str, Any]]:
@@ -114,7 +116,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
         cx = " ".join(f"{k}={v}" for k, v in r["constexprs"].items())
         print(f"{r['kernel']:15s} warps {r.get('num_warps')} stages {r.get('num_stages')} {cx}: "
               f"{r['registers']} regs, spills {r['spill_stores']} B stored / {r['spill_loads']} B loaded, "
-              f"stack {r['stack']} B, smem {r['shared']} B", flush=True)
+              f"stack {r['stack']} B, smem {r['shared']} B{'' if r['fits'] else ' OVER THE SM_90 LIMIT'}", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps({"shape": a.shape, "dtype": a.dtype, "gated": a.gated,
                                            "tuning": ch.TUNING, "rows": rows}, indent=1))

@@ -679,15 +679,19 @@ def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[
 
     From an H100 sweep: 4 warps; 64-wide V blocks when that still gives >= 256 programs at
     K = 128, else 32 (more programs for few heads or short keys); the forward pipelines its
-    loads (2 stages) where the shared memory fits (16-bit dots, K <= 128)."""
+    loads (2 stages) where the shared memory fits (16-bit dots, K <= 128). Keys of 256 with
+    one-pass tf32 dots (fp32 operands on the tensor cores' shared-memory path) take 16-wide V
+    blocks: with 32, both recurrences need 232-240 KB of shared memory for sm_90, over its 227 KB."""
+    wide = dtype == torch.float32 or _dot_dtype(dtype, name) == tl.float32
     BV = _cfg(name + "_bv", None)
     if BV is None:
         BV = 64 if (NH * triton.cdiv(V, 64) >= 256 and 128 <= _pow2(K) <= 128) else 32
+        if wide and _pow2(K) > 128 and _up(dtype) == 0:
+            BV = 16
         if _interpreting():
             BV = 64
         BV = min(BV, _pow2(V))
     nw = _cfg(name + "_warps", 4)
-    wide = dtype == torch.float32 or _dot_dtype(dtype, name) == tl.float32
     ns = _cfg(name + "_stages", 2 if (name == "fwd" and not wide and _pow2(K) <= 128) else 1)
     return BV, nw, ns
 
