@@ -20,15 +20,22 @@
 # --plan mqar (2 GPUs): MQAR's long protocol (20k-step schedule, issue 7) through `zoo sweep
 #   --workers`, 11 runs at a time in two lanes of grids (MQAR_LANE_A, _B below), into $WORK/mqar_long
 #   (seeded with bench/results/mqar_long.jsonl, so finished points are skipped).
+# --plan ab_mqar --alt FILE (2 GPUs): GPU 0 bench/gpu/kernels_ab.sh of kernels/chunk.py against FILE (a
+#   candidate chunk.py: gate, CUDA-graph times of both, then the full benchmark of the faster) into
+#   $WORK/ab; GPU 1 MQAR_LANE_C, 8 runs. The A/B's times are CUDA-graph replays (GPU time only), which
+#   the MQAR workers' host load on the other GPU does not reach.
+#   No gate before the MQAR lane: it runs the kernels the last mqar call gated (the A/B gates its candidate).
 # One plan per call: timing jobs never share the machine with MQAR's workers or with Triton compiles
 # on another GPU (their host load slowed the host-bound training rows by up to 2x on 2026-11-27).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PLAN=train
+ALT=""
 args=()
 while [ $# -gt 0 ]; do
     case $1 in
         --plan) PLAN=$2; shift ;;
+        --alt) ALT=$2; shift ;;
         *) args+=("$1") ;;
     esac
     shift
@@ -37,8 +44,8 @@ source bench/gpu/lib.sh
 parse_args "${args[@]}"
 case $PLAN in
     train|fused|keep|profile) setup 1 ;;
-    ddp|fsdp|mqar) setup 2 ;;
-    *) echo "unknown plan $PLAN (train, fused, keep, profile, ddp, fsdp, mqar)"; exit 2 ;;
+    ddp|fsdp|mqar|ab_mqar) setup 2 ;;
+    *) echo "unknown plan $PLAN (train, fused, keep, profile, ddp, fsdp, mqar, ab_mqar)"; exit 2 ;;
 esac
 
 mkdir -p "$WORK/mqar_long"
@@ -61,6 +68,10 @@ MQAR_LANE_B=(  # GPU 1, 8 runs: the other mixers at the other widths, then seq 2
     "$LR|$S512|model.d_model:model.n_heads=256:1,64:1|model.pattern=gdelta*2,attn*2,delta swa,delta attn,swa*2"
     "$LR|$S256|model.d_model:model.n_heads=256:1,64:1,512:2|$ALL"
     "$LR|$S512|model.d_model:model.n_heads=128:1|model.pattern=gdelta[A_max=1,dt_max=0.001]*2"  # slow gates at init
+)
+MQAR_LANE_C=(  # with the A/B: the hybrids' missing points (d = 512 ran before its kernel fix), then seq 256
+    "$LR|$S512|model.d_model:model.n_heads=512:2,128:1|model.pattern=delta swa,delta attn"
+    "$LR|$S256|model.d_model:model.n_heads=128:1,64:1,256:1,512:2|$ALL"
 )
 mqar() {  # mqar WORKERS GRID...: the grids in order until END_AT (minus a margin for the write-up)
     local workers=$1 grid axes left flags
@@ -106,6 +117,9 @@ case $PLAN in
               --reuse bench/results/train.ddp.json --budget @BUDGET@ ;;
     mqar) job mqar_a 0 0 bash -c "$(declare -p MQAR_LANE_A); $(declare -f mqar); mqar 3 \"\${MQAR_LANE_A[@]}\""
           job mqar_b 1 0 bash -c "$(declare -p MQAR_LANE_B); $(declare -f mqar); mqar 8 \"\${MQAR_LANE_B[@]}\"" ;;
+    ab_mqar) [ -f "$ALT" ] || { echo "--alt FILE: no candidate chunk.py at '$ALT'"; exit 2; }
+          job ab 0 20 bash bench/gpu/kernels_ab.sh "$ALT" "$WORK/ab" @BUDGET@
+          job mqar_c 1 0 bash -c "$(declare -p MQAR_LANE_C); $(declare -f mqar); mqar 8 \"\${MQAR_LANE_C[@]}\"" ;;
 esac
 wait_all
 
@@ -115,5 +129,6 @@ show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
 show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
 show "keep_wu A/B" "$WORK/keep_wu/ab.json" 30 head
 show "keep_states A/B" "$WORK/keep_states/ab.json" 30 head
+show "A/B" "$WORK/ab/ab.json" 40 head
 show "mqar long" "$WORK/mqar_long/mqar.md" 40 head
 show "kernel profiles" "$OUT/profile.log" 6 tail
