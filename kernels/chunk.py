@@ -176,6 +176,15 @@ def _load_vec(ptr, t0, eos, H, h, R: tl.constexpr):
 
 
 @triton.jit
+def _load_g(gcum, t0, eos, H, h):
+    """(G of the chunk's 64 rows, G at its last row). Rows past the end repeat the last G (as if
+    g = 0 there), so exp(G_i - G_j) on j <= i stays <= 1 on them too: with 0 there it overflows
+    once the chunk's decay passes e^-88, and 0 * inf poisons the sums over rows."""
+    g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
+    return tl.where(t0 + tl.arange(0, 64) < eos, _load_vec(gcum, t0, eos, H, h, 64), g_last), g_last
+
+
+@triton.jit
 def _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN: tl.constexpr):
     """(first token, end of its sequence) of global chunk i_c: from the varlen tables, or
     arithmetically for a uniform batch of sequences of length T (NT chunks each)."""
@@ -338,9 +347,8 @@ def _fwd_kernel(
         b_b = _load_vec(beta, t0, eos, H, h, 64)
         b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0).to(tl.float32)
         if USE_G:
-            b_g = _load_vec(gcum, t0, eos, H, h, 64)
+            b_g, g_last = _load_g(gcum, t0, eos, H, h)
             b_eg = tl.exp(b_g)
-            g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
         if OUTPUT:
             b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
             b_p = _mm(b_q, b_kt, UP) * scale
@@ -414,8 +422,7 @@ def _bwd_dh_kernel(
         b_bw = _load_vec(beta, t0, eos, H, h, 64)
         b_pt = _mm(b_k, b_qt, UP) * scale
         if USE_G:
-            b_g = _load_vec(gcum, t0, eos, H, h, 64)
-            g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
+            b_g, g_last = _load_g(gcum, t0, eos, H, h)
             b_pt = b_pt * tl.exp(tl.where(anticausal, b_g[None, :] - b_g[:, None], 0.0))
             b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
             b_bw = b_bw * tl.exp(b_g)
@@ -445,7 +452,7 @@ def _gamma(gcum, t0, eos, H, h, USE_G: tl.constexpr):
     o64 = tl.arange(0, 64)
     causal = o64[:, None] >= o64[None, :]
     if USE_G:
-        b_g = _load_vec(gcum, t0, eos, H, h, 64)
+        b_g, _ = _load_g(gcum, t0, eos, H, h)
         gam = tl.where(causal, tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
     else:
         gam = tl.where(causal, 1.0, 0.0)
@@ -477,8 +484,7 @@ def _bwd_kernel(
     b_tdt = tl.trans(tl.where(o64[:, None] >= o64[None, :], _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT))
     gam = _gamma(gcum, t0, eos, H, h, USE_G)
     if USE_G:
-        b_g = _load_vec(gcum, t0, eos, H, h, 64)
-        g_last = tl.load(gcum + (tl.minimum(t0 + 63, eos - 1)).to(tl.int64) * H + h).to(tl.float32)
+        b_g, g_last = _load_g(gcum, t0, eos, H, h)
         b_eg = tl.exp(b_g)
         b_kdec = tl.exp(g_last - b_g)
     else:

@@ -15,9 +15,8 @@ def test_every_launch_compiles_and_reports(tmp_path):
                    capture_output=True)
     report = json.loads(out.read_text())
     names = [r["kernel"] for r in report["rows"]]
-    # solve, W/U, forward recurrence; the backward's W/U and states again, its reverse recurrence, gradients
-    assert names == ["_solve_kernel", "_wu_kernel", "_fwd_kernel", "_wu_kernel", "_fwd_kernel",
-                     "_bwd_dh_kernel", "_bwd_kernel"]
+    # solve, forward recurrence; the backward's states again, its reverse recurrence, gradients
+    assert names == ["_solve_kernel", "_fwd_kernel", "_fwd_kernel", "_bwd_dh_kernel", "_bwd_kernel"]
     assert all(0 < r["registers"] <= 255 and r["shared"] >= 0 for r in report["rows"])
     assert report["rows"][0]["constexprs"]["UP"] == "0" and report["tuning"]["fp32_dot"] == "tf32"
 

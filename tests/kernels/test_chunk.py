@@ -96,6 +96,18 @@ def test_no_initial_state_no_final_state():
     _compare(got, _fwd_bwd(ref, x, True, torch.float64, with_h0=False, final=False), TOL[torch.float32])
 
 
+@pytest.mark.parametrize("cu", [None, [0, 37, 100]])
+def test_strong_decay_in_ragged_chunks(cu):
+    """g = -3 per token: a chunk's decay passes e^-88, so exp(G_i - G_j) must stay finite on the rows
+    past a sequence's end (0 * inf there poisoned dk, dbeta, dg before)."""
+    fn, ref = _fns(True)
+    x = make_inputs(1, 100, 2, 32, 16, dtype=torch.float64, gated=True, n_states=2 if cu else None)
+    x["g"] = torch.full_like(x["g"], -3.0)
+    cu = torch.tensor(cu, dtype=torch.int32) if cu else None
+    _compare(_fwd_bwd(fn, x, True, torch.float32, cu=cu), _fwd_bwd(ref, x, True, torch.float64, cu=cu),
+             TOL[torch.float32])
+
+
 def test_custom_scale_and_large_head_dims():
     fn, ref = _fns(False)
     x = make_inputs(1, 40, 1, 128, 64, dtype=torch.float64)
