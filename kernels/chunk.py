@@ -390,11 +390,15 @@ def _bwd_dh_kernel(
     scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     VARLEN: tl.constexpr, USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+    LATE: tl.constexpr,
 ):
     """dS <- e^gamma dS + scale (e^G Q)^T dO - W^T dVn, with W^T dVn = K^T (beta e^G (Tinv^T dVn)).
 
     P^T = scale (K Q^T * exp(G_i - G_j)) on i >= j (row j, column i) is formed from the q and k
-    tiles, before the state-dependent chain."""
+    tiles, before the state-dependent chain. K^T is K's tile read transposed, except with LATE
+    (one-pass tf32 dots at K > 128): tf32 dots read their operands only K-major, so K^T needs its
+    own shared-memory copy, and it and Tinv^T are loaded after dVn, where the q tile's two copies
+    are dead; loaded early, keys of 256 needed 292 KB of shared memory, over sm_90's 227 KB."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
@@ -417,8 +421,8 @@ def _bwd_dh_kernel(
         b_do = _load_rows(do, t0, eos, H, h, V, BV, 64, v0)
         b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
         b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-        # Tinv^T; the upper blocks of Tinv are never written
-        b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+        if not LATE:  # Tinv^T; the upper blocks of Tinv are never written
+            b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
         b_bw = _load_vec(beta, t0, eos, H, h, 64)
         b_pt = _mm(b_k, b_qt, UP) * scale
         if USE_G:
@@ -435,10 +439,15 @@ def _bwd_dh_kernel(
             b_kdh = b_kdh * tl.exp(g_last - b_g)[:, None]
         b_dvn = _mm(b_pt, b_do.to(DT), UP) + b_kdh
         _store_rows(dvn_out, b_dvn, t0, eos, H, h, V, BV, 64, v0)
+        if LATE:
+            b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+            b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        else:
+            b_kt = tl.trans(b_k)
         b_y = (_mm(b_tt, b_dvn.to(DT), UP) * b_bw[:, None]).to(DT)
         if USE_G:
             b_dh = b_dh * tl.exp(g_last)
-        b_dh += _mm(b_qt, b_dos, UP) - _mm(tl.trans(b_k), b_y, UP)
+        b_dh += _mm(b_qt, b_dos, UP) - _mm(b_kt, b_y, UP)
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + st_off, b_dh, mask=mkv)
 
@@ -764,6 +773,7 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, kept):
         scale, meta.T, meta.NT, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_up(dt),
+        LATE=_dot_dtype(dt, "bwd_dh") == tl.float32 and _up(dt) == 0 and _pow2(K) > 128,
         num_warps=nw, num_stages=ns,
     ))
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)

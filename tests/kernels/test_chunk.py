@@ -124,6 +124,20 @@ def test_solve_sums_k_kt_over_key_slices():
     _compare(_fwd_bwd(fn, x, True, torch.float32), _fwd_bwd(ref, x, True, torch.float64), TOL[torch.float32])
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_one_pass_tf32_keys_over_128_load_late(gated, monkeypatch):
+    """fp32 keys of 200 with native dots (one-pass tf32 on the GPU; fp32 products here): the reverse
+    recurrence loads Tinv^T and its own K^T tile after dVn (LATE), to fit sm_90's shared memory."""
+    monkeypatch.setattr(chunk_mod, "_up", lambda dtype: 0)
+    launched = []
+    real = chunk_mod._launch
+    monkeypatch.setattr(chunk_mod, "_launch", lambda kernel, grid, args, kw: launched.append(kw) or real(kernel, grid, args, kw))
+    fn, ref = _fns(gated)
+    x = make_inputs(1, 70, 1, 200, 24, dtype=torch.float64, gated=gated)
+    _compare(_fwd_bwd(fn, x, gated, torch.float32), _fwd_bwd(ref, x, gated, torch.float64), TOL[torch.float32])
+    assert [kw["LATE"] for kw in launched if "LATE" in kw] == [True]
+
+
 def test_fp32_dot_mode_follows_torch_matmul_precision(monkeypatch):
     monkeypatch.setattr(chunk_mod, "_interpreting", lambda: False)
     old = torch.get_float32_matmul_precision()
