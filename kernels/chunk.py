@@ -8,20 +8,26 @@ Kernels (one launch per stage, all chunks at once):
   _solve_kernel  grid (chunks, H)          within-chunk cumulative log decay G and the UT transform
                                            Tinv = (I + A)^-1, from 16x16 diagonal-block inverses
                                            (forward substitution) merged by block substitution.
+  _wu_kernel     grid (chunks, H)          unfused path only: W = Tinv (beta e^G K), U = Tinv (beta V);
+                                           for the gated rule also the masked, decayed scores
+                                           P = scale (Q K^T * exp(G_i - G_j), j <= i).
   _fwd_kernel    grid (V blocks, N*H)      the state recurrence over chunks fused with the output
-                                           o = scale e^G Q S + P Vn, where Vn = U - W S is formed as
+                                           o = scale e^G Q S + P Vn, Vn = U - W S. FUSED forms Vn as
                                            Tinv (beta (V - e^G K S)) from the Tinv, beta, k and v tiles
-                                           (W and U are never stored), and
-                                           P = scale (Q K^T * exp(G_i - G_j), j <= i) from the q and
-                                           k tiles; in the backward it re-runs without the output to
-                                           store S and Vn.
-  _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient, with P^T
-                                           formed in place and W^T dVn as K^T (beta e^G (Tinv^T dVn));
-                                           stores dS per chunk and dVn.
-  _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass.
-Forward: solve + fwd. Backward: fwd (recompute) + bwd_dh + bwd. The forward keeps Tinv and G for
-the backward (65 values per token and head); the chunk states and Vn are recomputed, P never
-stored.
+                                           (W and U never stored) and P from the q and k tiles;
+                                           unfused loads W and U (and the gated P), forming the plain
+                                           P. In the backward it re-runs without the output to store
+                                           S and Vn.
+  _bwd_dh_kernel grid (V blocks, N*H)      the reverse recurrence of the state gradient, P^T formed in
+                                           place (or the gated one loaded, unfused); W^T dVn loaded
+                                           or, FUSED, formed as K^T (beta e^G (Tinv^T dVn)); stores dS
+                                           per chunk and dVn.
+  _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass,
+                                           the gated P's Q K^T formed here.
+Forward: solve (+ wu) + fwd. Backward: (wu +) fwd (recompute) + bwd_dh + bwd. The path (fused or
+not) is chosen per call by _fused and kept for the backward. The forward keeps Tinv and G for the
+backward (65 values per token and head); W, U, the gated P, the chunk states and Vn are
+recomputed.
 
 Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
 Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (there every dot's operands are
@@ -49,12 +55,14 @@ def _interpreting() -> bool:
 
 # Overrides for tests and benchmarks (empty = the defaults chosen below). Keys:
 #   precision: a PRESETS name;  fp32_bufs: buffer names stored in fp32;  <stage>_fp32: fp32 dots
-#   for a stage (solve, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3", "tf32" or "ieee" (slow) for
+#   for a stage (solve, wu, fwd, bwd_dh, bwd);  fp32_dot: "tf32x3", "tf32" or "ieee" (slow) for
 #   fp32 inputs (default: as torch.get_float32_matmul_precision() says, see _up);
 #   fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
-#   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;
-#   keep_states: the forward recurrence stores the chunk states and Vn = U - W S, so the backward
-#   skips their recomputation (the states add K*V/64 values per token and head). Not timed on a GPU yet.
+#   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages (unfused only);
+#   fuse_wu: True / False forces the fused / unfused path (default: _fused decides per call);
+#   keep_states: the forward recurrence stores the chunk states and Vn = U - W S (and, unfused, keeps
+#   W and the gated P), so the backward skips their recomputation (the states add K*V/64 values per
+#   token and head). Not timed on a GPU yet.
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -65,8 +73,9 @@ TUNING: dict = {}
 # all in fp32. Both cost ~1.6x the time for ~1.5x smaller errors.
 PRESETS = {
     "fast": dict(stages=(), bufs=()),
-    "balanced": dict(stages=("solve", "fwd", "bwd_dh", "bwd"), bufs=("vn", "dvn")),
-    "accurate": dict(stages=("solve", "fwd", "bwd_dh", "bwd"), bufs=("tinv", "hs", "vn", "dhs", "dvn")),
+    "balanced": dict(stages=("solve", "wu", "fwd", "bwd_dh", "bwd"), bufs=("w", "u", "p", "vn", "dvn")),
+    "accurate": dict(stages=("solve", "wu", "fwd", "bwd_dh", "bwd"),
+                     bufs=("w", "u", "p", "tinv", "hs", "vn", "dhs", "dvn")),
 }
 DEFAULT_PRECISION = "fast"
 
@@ -306,22 +315,58 @@ def _solve_kernel(
     _store_rows(t_out, x33, t0 + 48, eos, H, h, 64, 16, 16, 48)
 
 
+@triton.jit
+def _wu_kernel(
+    q, k, v, beta, gcum, tinv, cu, chunk_seq, chunk_idx,
+    w_out, u_out, p_out,
+    scale, T, NT, H,
+    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_G: tl.constexpr, VARLEN: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+):
+    """W = Tinv (beta e^G K), U = Tinv (beta V); gated: also P = scale (Q K^T * exp(G_i - G_j)) on j <= i."""
+    i_c = tl.program_id(0)
+    h = tl.program_id(1)
+    t0, eos = _chunk_bounds(cu, chunk_seq, chunk_idx, i_c, T, NT, VARLEN)
+    o64 = tl.arange(0, 64)
+    causal = o64[:, None] >= o64[None, :]
+    b_t = tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+    b_b = _load_vec(beta, t0, eos, H, h, 64)
+    b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0)
+    if USE_G:
+        b_g, _ = _load_g(gcum, t0, eos, H, h)
+        b_bk = b_b * tl.exp(b_g)
+    else:
+        b_bk = b_b
+    _store_rows(w_out, _mm(b_t, (b_k * b_bk[:, None]).to(DT), UP), t0, eos, H, h, K, BK, 64, 0)
+    for v0 in range(0, V, BV):
+        b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0)
+        _store_rows(u_out, _mm(b_t, (b_v * b_b[:, None]).to(DT), UP), t0, eos, H, h, V, BV, 64, v0)
+    if USE_G:
+        b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        s = _mm(b_q, tl.trans(b_k.to(DT)), UP) * scale
+        s = s * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0))
+        _store_rows(p_out, tl.where(causal, s, 0.0), t0, eos, H, h, 64, 64, 64, 0)
+
+
 # --------------------------------------------------------------------------------------
 # stage 2: state recurrence (+ output)
 # --------------------------------------------------------------------------------------
 @triton.jit
 def _fwd_kernel(
-    q, k, v, beta, tinv, gcum, h0, cu, chunk_off,
+    q, k, v, beta, tinv, w, u, p, gcum, h0, cu, chunk_off,
     o, ht, h_out, vn_out,
     scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     VARLEN: tl.constexpr, USE_G: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
     OUTPUT: tl.constexpr, STORE_H: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
+    FUSED: tl.constexpr,
 ):
-    """The state recurrence of one sequence and V block, with Vn = U - W S as Tinv (beta (V - e^G K S)).
+    """The state recurrence of one sequence and V block; Vn = U - W S.
 
-    Per chunk the loads and P come first, independent of the state, so they can overlap the
-    state's chain K S -> Vn -> S'."""
+    FUSED: Vn = Tinv (beta (V - e^G K S)) from the Tinv, beta, k and v tiles, and P formed here; per
+    chunk the loads and P come first, independent of the state, so they can overlap the state's
+    chain K S -> Vn -> S'. Else W and U come from _wu_kernel, and so does the gated P (its decay
+    matrix lengthened this loop, measured 4-20% slower); the plain P is formed from the q and k tiles."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
@@ -340,30 +385,46 @@ def _fwd_kernel(
         b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + st_off, mask=mkv, other=0.0)
     for c in range(0, nc):
         t0 = bos + c * 64
-        b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
-        b_kt = tl.trans(b_k)
-        # the upper blocks of Tinv are never written
-        b_t = tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
-        b_b = _load_vec(beta, t0, eos, H, h, 64)
-        b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0).to(tl.float32)
-        if USE_G:
-            b_g, g_last = _load_g(gcum, t0, eos, H, h)
-            b_eg = tl.exp(b_g)
-        if OUTPUT:
-            b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-            b_p = _mm(b_q, b_kt, UP) * scale
-            if USE_G:  # exponent masked first: exp(G_i - G_j) overflows above the diagonal
-                b_p = b_p * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0))
-            b_p = tl.where(causal, b_p, 0.0).to(DT)
+        if FUSED:
+            b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            b_kt = tl.trans(b_k)
+            # the upper blocks of Tinv are never written
+            b_t = tl.where(causal, _load_rows(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+            b_b = _load_vec(beta, t0, eos, H, h, 64)
+            b_v = _load_rows(v, t0, eos, H, h, V, BV, 64, v0).to(tl.float32)
+            if USE_G:
+                b_g, g_last = _load_g(gcum, t0, eos, H, h)
+                b_eg = tl.exp(b_g)
+            if OUTPUT:
+                b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+                b_p = _mm(b_q, b_kt, UP) * scale
+                if USE_G:  # exponent masked first: exp(G_i - G_j) overflows above the diagonal
+                    b_p = b_p * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0))
+                b_p = tl.where(causal, b_p, 0.0).to(DT)
         if STORE_H:
             tl.store(h_out + ((co + c) * H + h) * (K * V) + st_off, b_h.to(h_out.dtype.element_ty), mask=mkv)
         b_hd = b_h.to(DT)
-        b_ks = _mm(b_k, b_hd, UP)
-        if USE_G:
-            b_ks = b_ks * b_eg[:, None]
-        b_vn = _mm(b_t, ((b_v - b_ks) * b_b[:, None]).to(DT), UP)
+        if FUSED:
+            b_ks = _mm(b_k, b_hd, UP)
+            if USE_G:
+                b_ks = b_ks * b_eg[:, None]
+            b_vn = _mm(b_t, ((b_v - b_ks) * b_b[:, None]).to(DT), UP)
+        else:
+            b_w = _load_rows(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            b_vn = _load_rows(u, t0, eos, H, h, V, BV, 64, v0).to(tl.float32) - _mm(b_w, b_hd, UP)
         if STORE_H:
             _store_rows(vn_out, b_vn, t0, eos, H, h, V, BV, 64, v0)
+        if not FUSED:
+            b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            if USE_G:
+                b_g, g_last = _load_g(gcum, t0, eos, H, h)
+                b_eg = tl.exp(b_g)
+            if OUTPUT:
+                b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+                if USE_G:
+                    b_p = _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
+                else:  # P = scale (Q K^T) on j <= i, from the tiles already here
+                    b_p = tl.where(causal, _mm(b_q, b_kt, UP) * scale, 0.0).to(DT)
         if OUTPUT:
             b_oi = _mm(b_q, b_hd, UP) * scale
             if USE_G:
@@ -385,20 +446,21 @@ def _fwd_kernel(
 # --------------------------------------------------------------------------------------
 @triton.jit
 def _bwd_dh_kernel(
-    q, k, beta, tinv, gcum, do, dht, cu, chunk_off,
+    q, k, beta, tinv, w, p, gcum, do, dht, cu, chunk_off,
     dh_out, dvn_out, dh0,
     scale, T, NT, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     VARLEN: tl.constexpr, USE_G: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DT: tl.constexpr, UP: tl.constexpr,
-    LATE: tl.constexpr,
+    FUSED: tl.constexpr, LATE: tl.constexpr,
 ):
-    """dS <- e^gamma dS + scale (e^G Q)^T dO - W^T dVn, with W^T dVn = K^T (beta e^G (Tinv^T dVn)).
+    """dS <- e^gamma dS + scale (e^G Q)^T dO - W^T dVn.
 
     P^T = scale (K Q^T * exp(G_i - G_j)) on i >= j (row j, column i) is formed from the q and k
-    tiles, before the state-dependent chain. K^T is K's tile read transposed, except with LATE
-    (one-pass tf32 dots at K > 128): tf32 dots read their operands only K-major, so K^T needs its
-    own shared-memory copy, and it and Tinv^T are loaded after dVn, where the q tile's two copies
-    are dead; loaded early, keys of 256 needed 292 KB of shared memory, over sm_90's 227 KB."""
+    tiles (unfused, the gated one is loaded from _wu_kernel). FUSED: W^T dVn = K^T (beta e^G
+    (Tinv^T dVn)), with K^T K's tile read transposed, except with LATE (one-pass tf32 dots at
+    K > 128): tf32 dots read their operands only K-major, so K^T needs its own shared-memory copy,
+    and it and Tinv^T are loaded after dVn, where the q tile's two copies are dead; loaded early,
+    keys of 256 needed 292 KB of shared memory, over sm_90's 227 KB."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
@@ -421,33 +483,42 @@ def _bwd_dh_kernel(
         b_do = _load_rows(do, t0, eos, H, h, V, BV, 64, v0)
         b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
         b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-        if not LATE:  # Tinv^T; the upper blocks of Tinv are never written
-            b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
-        b_bw = _load_vec(beta, t0, eos, H, h, 64)
-        b_pt = _mm(b_k, b_qt, UP) * scale
+        if FUSED:
+            if not LATE:  # Tinv^T; the upper blocks of Tinv are never written
+                b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+            b_bw = _load_vec(beta, t0, eos, H, h, 64)
         if USE_G:
             b_g, g_last = _load_g(gcum, t0, eos, H, h)
-            b_pt = b_pt * tl.exp(tl.where(anticausal, b_g[None, :] - b_g[:, None], 0.0))
             b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
-            b_bw = b_bw * tl.exp(b_g)
+            if FUSED:
+                b_bw = b_bw * tl.exp(b_g)
         else:
             b_dos = (b_do.to(tl.float32) * scale).to(DT)
-        b_pt = tl.where(anticausal, b_pt, 0.0).to(DT)
+        if FUSED or not USE_G:
+            b_pt = _mm(b_k, b_qt, UP) * scale
+            if USE_G:
+                b_pt = b_pt * tl.exp(tl.where(anticausal, b_g[None, :] - b_g[:, None], 0.0))
+            b_pt = tl.where(anticausal, b_pt, 0.0).to(DT)
+        else:
+            b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
         tl.store(dh_out + ((co + c) * H + h) * (K * V) + st_off, b_dh.to(dh_out.dtype.element_ty), mask=mkv)
         b_kdh = _mm(b_k, b_dh.to(DT), UP)
         if USE_G:
             b_kdh = b_kdh * tl.exp(g_last - b_g)[:, None]
         b_dvn = _mm(b_pt, b_do.to(DT), UP) + b_kdh
         _store_rows(dvn_out, b_dvn, t0, eos, H, h, V, BV, 64, v0)
-        if LATE:
-            b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
-            b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+        if FUSED:
+            if LATE:
+                b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
+                b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            else:
+                b_kt = tl.trans(b_k)
+            b_wdvn = _mm(b_kt, (_mm(b_tt, b_dvn.to(DT), UP) * b_bw[:, None]).to(DT), UP)
         else:
-            b_kt = tl.trans(b_k)
-        b_y = (_mm(b_tt, b_dvn.to(DT), UP) * b_bw[:, None]).to(DT)
+            b_wdvn = _mm(_load_rows_t(w, t0, eos, H, h, K, BK, 64, 0).to(DT), b_dvn.to(DT), UP)
         if USE_G:
             b_dh = b_dh * tl.exp(g_last)
-        b_dh += _mm(b_qt, b_dos, UP) - _mm(b_kt, b_y, UP)
+        b_dh += _mm(b_qt, b_dos, UP) - b_wdvn
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + st_off, b_dh, mask=mkv)
 
@@ -726,9 +797,44 @@ def _solve(k, g, beta, meta, H):
     return tinv, gcum
 
 
-def _recurrence(q, k, v, beta, tinv, gcum, h0, scale, meta, H, output, output_final_state, store_h):
+def _fused(K: int, V: int, NH: int, gated: bool, dtype: torch.dtype) -> bool:
+    """Whether the recurrences form Vn from Tinv, beta, k, v (FUSED) instead of loading _wu_kernel's
+    W, U and gated P: TUNING["fuse_wu"], else iff the forward recurrence has >= 256 programs and, gated,
+    keys of 128 or more. Fusing drops a launch and two q-sized writes but adds a 64 x 64 dot to each
+    chunk's sequential chain. H200, bf16, 2026-11-27 (bench/gpu/kernels_ab.sh; kernels/README.md has
+    the table): fused fwd+bwd 14% faster at 8x2048x16x128 (256 programs), 9-24% slower at 1x16384x16
+    (64), and gated at K = 64 3% slower even with 512."""
+    fuse = _cfg("fuse_wu", None)
+    if fuse is None:
+        BV = _rec_block(K, V, NH, "fwd", dtype)[0]
+        fuse = triton.cdiv(V, BV) * NH >= 256 and (not gated or _pow2(K) >= 128)
+    return bool(fuse)
+
+
+def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
+    """W [tokens, H, K], U [tokens, H, V] of every chunk, and for the gated rule P [tokens, H, 64]
+    (else None: the plain recurrences form P from their q and k tiles)."""
+    Ttot, K, V = k.shape[0], k.shape[-1], v.shape[-1]
+    dt = k.dtype
+    w = _alloc((Ttot, H, K), device=k.device, dtype=_buf("w", dt))
+    u = _alloc((Ttot, H, V), device=k.device, dtype=_buf("u", dt))
+    p = _alloc((Ttot, H, BT), device=k.device, dtype=_buf("p", dt)) if gcum is not None else None
+    if meta.total:
+        _wu_kernel[(meta.total, H)](
+            q, k, v, beta, gcum if gcum is not None else beta, tinv, *meta.chunks(beta),
+            w, u, p if p is not None else w,
+            scale, meta.T, meta.NT, H,
+            K=K, V=V, BK=_pow2(K), BV=min(64, _pow2(V)),
+            USE_G=gcum is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "wu"), UP=_up(dt),
+            num_warps=_cfg("wu_warps", 4), num_stages=_cfg("wu_stages", 1),
+        )
+    return w, u, p
+
+
+def _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output, output_final_state, store_h):
     """Forward recurrence: (o or None, ht or None, h per chunk or None, Vn = U - W S or None); o when
-    ``output``, the chunk states and Vn when ``store_h`` (the backward's inputs)."""
+    ``output``, the chunk states and Vn when ``store_h`` (the backward's inputs). ``wup``: (W, U, P)
+    from _wu, or None for the fused form."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
@@ -738,8 +844,9 @@ def _recurrence(q, k, v, beta, tinv, gcum, h0, scale, meta, H, output, output_fi
     hs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("hs", dt)) if store_h else None
     vn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("vn", dt)) if store_h else None
     dummy = tinv
+    w, u, p = wup if wup is not None else (dummy,) * 3
     _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
-        q, k, v, beta, tinv, gcum if gcum is not None else dummy,
+        q, k, v, beta, tinv, w, u, p if p is not None else dummy, gcum if gcum is not None else dummy,
         h0 if h0 is not None else dummy,
         *meta.seqs(dummy),
         o if o is not None else dummy, ht if ht is not None else dummy,
@@ -747,33 +854,39 @@ def _recurrence(q, k, v, beta, tinv, gcum, h0, scale, meta, H, output, output_fi
         scale, meta.T, meta.NT, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
-        OUTPUT=output, STORE_H=store_h, DT=_dot_dtype(dt, "fwd"), UP=_up(dt),
+        OUTPUT=output, STORE_H=store_h, DT=_dot_dtype(dt, "fwd"), UP=_up(dt), FUSED=wup is None,
         num_warps=nw, num_stages=ns,
     ))
     return o, ht, hs, vn
 
 
-def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, kept):
-    """Every gradient. ``kept``: (chunk states, Vn) as the forward kept them, or Nones: then the forward
-    recurrence recomputes them."""
+def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, kept):
+    """Every gradient. ``kept``: (W, P, chunk states, Vn) as the forward kept them (W and P only
+    unfused); what is None is recomputed here (W, U, P by _wu when unfused; the states and Vn by the
+    forward recurrence)."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    hs, vn = kept
+    w, p, hs, vn = kept
+    wup = None
+    if not fused:
+        wup = (w, None, p) if w is not None else _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
+        w, _, p = wup
     if hs is None:
-        _, _, hs, vn = _recurrence(q, k, v, beta, tinv, gcum, h0, scale, meta, H, output=False,
+        _, _, hs, vn = _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output=False,
                                    output_final_state=False, store_h=True)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
     dvn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("dvn", dt))
     dh0 = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if h0 is not None else None
     BV, nw, ns = _rec_block(K, V, NH, "bwd_dh", dt)
     _launch(_bwd_dh_kernel, (triton.cdiv(V, BV), NH), (
-        q, k, beta, tinv, gcum if gcum is not None else tinv, do, dht if dht is not None else tinv,
+        q, k, beta, tinv, w if w is not None else tinv, p if p is not None else tinv,
+        gcum if gcum is not None else tinv, do, dht if dht is not None else tinv,
         *meta.seqs(tinv), dhs, dvn, dh0 if dh0 is not None else tinv,
         scale, meta.T, meta.NT, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_up(dt),
-        LATE=_dot_dtype(dt, "bwd_dh") == tl.float32 and _up(dt) == 0 and _pow2(K) > 128,
+        FUSED=fused, LATE=fused and _dot_dtype(dt, "bwd_dh") == tl.float32 and _up(dt) == 0 and _pow2(K) > 128,
         num_warps=nw, num_stages=ns,
     ))
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
@@ -816,13 +929,16 @@ class _ChunkDeltaRule(torch.autograd.Function):
         gf = g.reshape(B * T, H).contiguous() if g is not None else None
         h0 = initial_state.contiguous() if initial_state is not None else None
         tinv, gcum = _solve(kf, gf, bf, meta, H)
+        fused = _fused(K, V, meta.N * H, g is not None, q.dtype)  # the backward takes the same path
+        wup = None if fused else _wu(qf, kf, vf, bf, gcum, tinv, scale, meta, H)
         keep_states = _cfg("keep_states", False)
-        o, ht, hs, vn = _recurrence(qf, kf, vf, bf, tinv, gcum, h0, scale, meta, H, output=True,
+        o, ht, hs, vn = _recurrence(qf, kf, vf, bf, tinv, wup, gcum, h0, scale, meta, H, output=True,
                                     output_final_state=output_final_state, store_h=keep_states)
         # Tinv and G are kept (64 + 1 values per token and head); by default the backward recomputes
-        # the chunk states and Vn (TUNING keep_states keeps them instead).
-        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, hs, vn)
-        ctx.meta, ctx.scale, ctx.shape = meta, scale, (B, T, H, K, V)
+        # W, U, P (unfused) and the chunk states and Vn (TUNING keep_states keeps them instead).
+        w, p = (wup[0], wup[2]) if keep_states and wup is not None else (None, None)
+        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, w, p, hs, vn)
+        ctx.meta, ctx.scale, ctx.shape, ctx.fused = meta, scale, (B, T, H, K, V), fused
         return o.reshape(B, T, H, V), ht
 
     @staticmethod
@@ -831,7 +947,8 @@ class _ChunkDeltaRule(torch.autograd.Function):
         B, T, H, K, V = ctx.shape
         do = do.reshape(B * T, H, V).to(qf.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
-        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H, kept)
+        dq, dk, dv, db, dg, dh0 = _backward(qf, kf, vf, gf, bf, ctx.scale, h0, tinv, gcum, do, dht, ctx.meta, H,
+                                          ctx.fused, kept)
         return (
             dq.reshape(B, T, H, K), dk.reshape(B, T, H, K), dv.reshape(B, T, H, V),
             dg.reshape(B, T, H) if dg is not None else None, db.reshape(B, T, H),

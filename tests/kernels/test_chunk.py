@@ -22,6 +22,14 @@ def poison(monkeypatch):
     )
 
 
+@pytest.fixture(params=[False, True], ids=["unfused", "fused"])
+def fused(request, monkeypatch):
+    """Both paths of the recurrences, forced by TUNING["fuse_wu"] (by default these small shapes run
+    unfused: chunk._fused)."""
+    monkeypatch.setitem(chunk_mod.TUNING, "fuse_wu", request.param)
+    return request.param
+
+
 def _fwd_bwd(fn, x, gated, dtype, with_h0=True, final=True, cu=None, seed=0):
     """Run fn on leaf copies of x (cast to dtype); return o, final state and every gradient."""
     leaves = {
@@ -60,14 +68,14 @@ def _fns(gated):
 
 @pytest.mark.parametrize("gated", [False, True])
 @pytest.mark.parametrize("T", [1, 63, 100, 130])
-def test_fp32_fwd_bwd_states(gated, T):
+def test_fp32_fwd_bwd_states(gated, T, fused):
     fn, ref = _fns(gated)
     x = make_inputs(2 if T < 128 else 1, T, 2, 32, 16, dtype=torch.float64, gated=gated)
     _compare(_fwd_bwd(fn, x, gated, torch.float32), _fwd_bwd(ref, x, gated, torch.float64), TOL[torch.float32])
 
 
 @pytest.mark.parametrize("gated", [False, True])
-def test_varlen_documents_with_states(gated):
+def test_varlen_documents_with_states(gated, fused):
     fn, ref = _fns(gated)
     lens = [37, 0, 64, 1, 70]  # an empty document, a one-token one, chunk-aligned and ragged ones
     cu = torch.tensor([0] + lens).cumsum(0).to(torch.int32)
@@ -78,7 +86,7 @@ def test_varlen_documents_with_states(gated):
 
 
 @pytest.mark.parametrize("dtype,gated", [(torch.bfloat16, True), (torch.float16, False)])
-def test_half_precision_against_fp64_reference(dtype, gated):
+def test_half_precision_against_fp64_reference(dtype, gated, fused):
     fn, ref = _fns(gated)
     x = make_inputs(1, 100, 2, 32, 64, dtype=torch.float64, gated=gated)
     # the reference sees the same rounded inputs, so only the kernels' own precision is measured
@@ -88,7 +96,7 @@ def test_half_precision_against_fp64_reference(dtype, gated):
     _compare(got, _fwd_bwd(ref, x, gated, torch.float64), TOL[dtype])
 
 
-def test_no_initial_state_no_final_state():
+def test_no_initial_state_no_final_state(fused):
     fn, ref = _fns(True)
     x = make_inputs(2, 70, 2, 64, 16, dtype=torch.float64, gated=True)
     got = _fwd_bwd(fn, x, True, torch.float32, with_h0=False, final=False)
@@ -97,7 +105,7 @@ def test_no_initial_state_no_final_state():
 
 
 @pytest.mark.parametrize("cu", [None, [0, 37, 100]])
-def test_strong_decay_in_ragged_chunks(cu):
+def test_strong_decay_in_ragged_chunks(cu, fused):
     """g = -3 per token: a chunk's decay passes e^-88, so exp(G_i - G_j) must stay finite on the rows
     past a sequence's end (0 * inf there poisoned dk, dbeta, dg before)."""
     fn, ref = _fns(True)
@@ -125,9 +133,10 @@ def test_solve_sums_k_kt_over_key_slices():
 
 
 @pytest.mark.parametrize("gated", [False, True])
-def test_one_pass_tf32_keys_over_128_load_late(gated, monkeypatch):
-    """fp32 keys of 200 with native dots (one-pass tf32 on the GPU; fp32 products here): the reverse
-    recurrence loads Tinv^T and its own K^T tile after dVn (LATE), to fit sm_90's shared memory."""
+def test_one_pass_tf32_keys_over_128_load_late(gated, fused, monkeypatch):
+    """fp32 keys of 200 with native dots (one-pass tf32 on the GPU; fp32 products here): the fused
+    reverse recurrence loads Tinv^T and its own K^T tile after dVn (LATE), to fit sm_90's shared
+    memory; the unfused one loads W^T instead."""
     monkeypatch.setattr(chunk_mod, "_up", lambda dtype: 0)
     launched = []
     real = chunk_mod._launch
@@ -135,7 +144,8 @@ def test_one_pass_tf32_keys_over_128_load_late(gated, monkeypatch):
     fn, ref = _fns(gated)
     x = make_inputs(1, 70, 1, 200, 24, dtype=torch.float64, gated=gated)
     _compare(_fwd_bwd(fn, x, gated, torch.float32), _fwd_bwd(ref, x, gated, torch.float64), TOL[torch.float32])
-    assert [kw["LATE"] for kw in launched if "LATE" in kw] == [True]
+    assert [kw["LATE"] for kw in launched if "LATE" in kw] == [fused]
+    assert [kw["FUSED"] for kw in launched] == [fused] * 3  # both forward recurrences and the reverse one
 
 
 def test_fp32_dot_mode_follows_torch_matmul_precision(monkeypatch):
@@ -174,7 +184,7 @@ def test_head_dims_not_powers_of_two():
 
 
 @pytest.mark.parametrize("preset", ["balanced", "accurate"])
-def test_precision_presets(preset, monkeypatch):
+def test_precision_presets(preset, fused, monkeypatch):
     """fp32 dots / fp32 intermediate buffers for 16-bit inputs (chunk.PRESETS)."""
     monkeypatch.setitem(chunk_mod.TUNING, "precision", preset)
     fn, ref = _fns(True)
@@ -192,18 +202,43 @@ def test_backward_refuses_key_blocks_that_crashed_on_gpu(monkeypatch):
         o.sum().backward()
 
 
-@pytest.mark.parametrize("keep,recurrences", [(False, 2), (True, 1)])
+@pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("gated", [False, True])
-def test_backward_with_states_kept_from_the_forward(gated, keep, recurrences, monkeypatch):
-    """TUNING keep_states: the backward takes the forward's chunk states and Vn = U - W S instead of
-    re-running the forward recurrence; varlen documents and initial states exercise every buffer."""
+def test_backward_with_states_kept_from_the_forward(gated, keep, fused, monkeypatch):
+    """TUNING keep_states: the backward takes the forward's chunk states and Vn = U - W S (and, unfused,
+    W and the gated P) instead of re-running _wu and the forward recurrence; varlen documents and
+    initial states exercise every buffer. The path is chosen once per call."""
     monkeypatch.setitem(chunk_mod.TUNING, "keep_states", keep)
-    calls = []
-    real = chunk_mod._recurrence
-    monkeypatch.setattr(chunk_mod, "_recurrence", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    calls = {"_fused": 0, "_wu": 0, "_recurrence": 0}
+
+    def counted(name, real):
+        def call(*a, **kw):
+            calls[name] += 1
+            return real(*a, **kw)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(chunk_mod, name, counted(name, getattr(chunk_mod, name)))
     fn, ref = _fns(gated)
     x = make_inputs(1, 150, 2, 32, 48, dtype=torch.float64, gated=gated, n_states=3)
     cu = torch.tensor([0, 40, 101, 150], dtype=torch.int32)
     _compare(_fwd_bwd(fn, x, gated, torch.float32, cu=cu), _fwd_bwd(ref, x, gated, torch.float64, cu=cu),
              TOL[torch.float32])
-    assert len(calls) == recurrences  # the backward re-ran the recurrence only when the states were not kept
+    runs = 1 if keep else 2  # the backward re-ran only what was not kept
+    assert calls == {"_fused": 1, "_wu": 0 if fused else runs, "_recurrence": runs}
+
+
+def test_fused_path_chosen_by_programs_and_keys(monkeypatch):
+    """Fused where the forward recurrence has >= 256 programs (V blocks x N*H), and for the gated rule
+    only with keys of 128 or more (H200 A/B, kernels/README.md); TUNING["fuse_wu"] overrides."""
+    monkeypatch.setattr(chunk_mod, "_interpreting", lambda: False)  # the GPU's V blocks
+    bf16 = torch.bfloat16
+    for gated in (False, True):
+        assert chunk_mod._fused(128, 128, 8 * 16, gated, bf16)  # 8x2048x16x128: 2 x 128 programs
+        assert not chunk_mod._fused(128, 128, 16, gated, bf16)  # 1x16384x16x128: 4 x 16
+    assert chunk_mod._fused(64, 64, 8 * 32, False, bf16)  # 8x2048x32x64: 2 x 256
+    assert not chunk_mod._fused(64, 64, 8 * 32, True, bf16)
+    monkeypatch.setitem(chunk_mod.TUNING, "fuse_wu", True)
+    assert chunk_mod._fused(64, 64, 1, True, bf16)
+    monkeypatch.setitem(chunk_mod.TUNING, "fuse_wu", False)
+    assert not chunk_mod._fused(128, 128, 8 * 16, False, bf16)
