@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SIG = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int32: "i32", torch.int64: "i64"}
-SHOWN = ("K", "V", "BK", "BKS", "BV", "DT", "UP")  # constexprs printed per launch
+SHOWN = ("K", "V", "BK", "BKS", "BV", "DT", "UP", "FUSED", "LATE")  # constexprs printed per launch
 SMEM_SM90 = 232448  # bytes of shared memory one block may use on sm_90 (227 KB); more fails to launch
 
 

@@ -363,10 +363,11 @@ def _fwd_kernel(
 ):
     """The state recurrence of one sequence and V block; Vn = U - W S.
 
-    FUSED: Vn = Tinv (beta (V - e^G K S)) from the Tinv, beta, k and v tiles, and P formed here; per
-    chunk the loads and P come first, independent of the state, so they can overlap the state's
-    chain K S -> Vn -> S'. Else W and U come from _wu_kernel, and so does the gated P (its decay
-    matrix lengthened this loop, measured 4-20% slower); the plain P is formed from the q and k tiles."""
+    FUSED: Vn = Tinv (beta (V - e^G K S)) from the Tinv, beta, k and v tiles, and P formed from the q
+    and k tiles; per chunk the loads and P come first, independent of the state, so they can overlap
+    the state's chain K S -> Vn -> S'. Unfused: W and U (and the gated P) from _wu_kernel, the plain P
+    formed here. Each path keeps the op order it was timed with: ptxas' spills follow it
+    (bench/kernel_regs.py)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
@@ -414,28 +415,27 @@ def _fwd_kernel(
             b_vn = _load_rows(u, t0, eos, H, h, V, BV, 64, v0).to(tl.float32) - _mm(b_w, b_hd, UP)
         if STORE_H:
             _store_rows(vn_out, b_vn, t0, eos, H, h, V, BV, 64, v0)
+        b_vnd = b_vn.to(DT)
         if not FUSED:
             b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
             if USE_G:
                 b_g, g_last = _load_g(gcum, t0, eos, H, h)
-                b_eg = tl.exp(b_g)
-            if OUTPUT:
+        if OUTPUT:
+            if not FUSED:
                 b_q = _load_rows(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
+            b_oi = _mm(b_q, b_hd, UP) * scale
+            if not FUSED:
                 if USE_G:
                     b_p = _load_rows(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
                 else:  # P = scale (Q K^T) on j <= i, from the tiles already here
                     b_p = tl.where(causal, _mm(b_q, b_kt, UP) * scale, 0.0).to(DT)
-        if OUTPUT:
-            b_oi = _mm(b_q, b_hd, UP) * scale
             if USE_G:
-                b_oi = b_oi * b_eg[:, None]
-            _store_rows(o, b_oi + _mm(b_p, b_vn.to(DT), UP), t0, eos, H, h, V, BV, 64, v0)
+                b_oi = b_oi * tl.exp(b_g)[:, None]
+            _store_rows(o, b_oi + _mm(b_p, b_vnd, UP), t0, eos, H, h, V, BV, 64, v0)
         if USE_G:
             # decay each key to the chunk end: scale the rows of Vn instead of the keys
             b_vnd = (b_vn * tl.exp(g_last - b_g)[:, None]).to(DT)
             b_h = b_h * tl.exp(g_last)
-        else:
-            b_vnd = b_vn.to(DT)
         b_h += _mm(b_kt, b_vnd, UP)
     if STORE_HT:
         tl.store(ht + i_nh.to(tl.int64) * K * V + st_off, b_h, mask=mkv)
@@ -460,7 +460,8 @@ def _bwd_dh_kernel(
     (Tinv^T dVn)), with K^T K's tile read transposed, except with LATE (one-pass tf32 dots at
     K > 128): tf32 dots read their operands only K-major, so K^T needs its own shared-memory copy,
     and it and Tinv^T are loaded after dVn, where the q tile's two copies are dead; loaded early,
-    keys of 256 needed 292 KB of shared memory, over sm_90's 227 KB."""
+    keys of 256 needed 292 KB of shared memory, over sm_90's 227 KB. As in _fwd_kernel, each path
+    keeps the op order it was timed with."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     n = i_nh // H
@@ -480,29 +481,34 @@ def _bwd_dh_kernel(
     for cr in range(0, nc):
         c = nc - 1 - cr
         t0 = bos + c * 64
+        if not FUSED:
+            tl.store(dh_out + ((co + c) * H + h) * (K * V) + st_off, b_dh.to(dh_out.dtype.element_ty), mask=mkv)
         b_do = _load_rows(do, t0, eos, H, h, V, BV, 64, v0)
         b_k = _load_rows(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
         b_qt = _load_rows_t(q, t0, eos, H, h, K, BK, 64, 0).to(DT)
-        if FUSED:
+        if FUSED:  # the state-independent work first: loads, P^T
             if not LATE:  # Tinv^T; the upper blocks of Tinv are never written
                 b_tt = tl.where(anticausal, _load_rows_t(tinv, t0, eos, H, h, 64, 64, 64, 0), 0.0).to(DT)
             b_bw = _load_vec(beta, t0, eos, H, h, 64)
-        if USE_G:
-            b_g, g_last = _load_g(gcum, t0, eos, H, h)
-            b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
-            if FUSED:
-                b_bw = b_bw * tl.exp(b_g)
-        else:
-            b_dos = (b_do.to(tl.float32) * scale).to(DT)
-        if FUSED or not USE_G:
             b_pt = _mm(b_k, b_qt, UP) * scale
             if USE_G:
+                b_g, g_last = _load_g(gcum, t0, eos, H, h)
                 b_pt = b_pt * tl.exp(tl.where(anticausal, b_g[None, :] - b_g[:, None], 0.0))
+                b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
+                b_bw = b_bw * tl.exp(b_g)
+            else:
+                b_dos = (b_do.to(tl.float32) * scale).to(DT)
             b_pt = tl.where(anticausal, b_pt, 0.0).to(DT)
-        else:
-            b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
-        tl.store(dh_out + ((co + c) * H + h) * (K * V) + st_off, b_dh.to(dh_out.dtype.element_ty), mask=mkv)
+            tl.store(dh_out + ((co + c) * H + h) * (K * V) + st_off, b_dh.to(dh_out.dtype.element_ty), mask=mkv)
         b_kdh = _mm(b_k, b_dh.to(DT), UP)
+        if not FUSED:
+            if USE_G:
+                b_g, g_last = _load_g(gcum, t0, eos, H, h)
+                b_dos = (b_do.to(tl.float32) * (tl.exp(b_g) * scale)[:, None]).to(DT)
+                b_pt = _load_rows_t(p, t0, eos, H, h, 64, 64, 64, 0).to(DT)
+            else:  # P^T = scale (K Q^T) on i >= j (row j, column i), from the tiles already here
+                b_dos = (b_do.to(tl.float32) * scale).to(DT)
+                b_pt = tl.where(anticausal, _mm(b_k, b_qt, UP) * scale, 0.0).to(DT)
         if USE_G:
             b_kdh = b_kdh * tl.exp(g_last - b_g)[:, None]
         b_dvn = _mm(b_pt, b_do.to(DT), UP) + b_kdh
@@ -513,12 +519,15 @@ def _bwd_dh_kernel(
                 b_kt = _load_rows_t(k, t0, eos, H, h, K, BK, 64, 0).to(DT)
             else:
                 b_kt = tl.trans(b_k)
-            b_wdvn = _mm(b_kt, (_mm(b_tt, b_dvn.to(DT), UP) * b_bw[:, None]).to(DT), UP)
+            b_y = (_mm(b_tt, b_dvn.to(DT), UP) * b_bw[:, None]).to(DT)
         else:
-            b_wdvn = _mm(_load_rows_t(w, t0, eos, H, h, K, BK, 64, 0).to(DT), b_dvn.to(DT), UP)
+            b_wt = _load_rows_t(w, t0, eos, H, h, K, BK, 64, 0).to(DT)
         if USE_G:
             b_dh = b_dh * tl.exp(g_last)
-        b_dh += _mm(b_qt, b_dos, UP) - b_wdvn
+        if FUSED:
+            b_dh += _mm(b_qt, b_dos, UP) - _mm(b_kt, b_y, UP)
+        else:
+            b_dh += _mm(b_qt, b_dos, UP) - _mm(b_wt, b_dvn.to(DT), UP)
     if STORE_DH0:
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + st_off, b_dh, mask=mkv)
 
