@@ -296,6 +296,8 @@ def sweep(zk, ch, budget_end, groups=None, shapes=None):
     res = []
     knobs = [
         ("solve", [dict(solve_warps=w) for w in (1, 2, 4)]),
+        ("fuse_wu", [dict(fuse_wu=f) for f in (False, True)]),  # both paths of the recurrences
+        ("wu", [dict(fuse_wu=False, wu_warps=w, wu_stages=st) for w in (4, 8) for st in (1, 2)]),  # unfused only
         ("bwd", [dict(bwd_warps=w, bwd_bk=bk, bwd_bv=bv) for w in (4, 8)
                  for (bk, bv) in ((64, 64), (64, 128), (128, 32), (128, 64))]),  # bk 32: illegal address at K=128
         # 16-wide V blocks last (an illegal address would end the sweep): twice the programs of 32 for few heads
