@@ -810,9 +810,9 @@ def _fused(K: int, V: int, NH: int, gated: bool, dtype: torch.dtype) -> bool:
     """Whether the recurrences form Vn from Tinv, beta, k, v (FUSED) instead of loading _wu_kernel's
     W, U and gated P: TUNING["fuse_wu"], else iff the forward recurrence has >= 256 programs and, gated,
     keys of 128 or more. Fusing drops a launch and two q-sized writes but adds a 64 x 64 dot to each
-    chunk's sequential chain. H200, bf16, 2026-11-27 (bench/gpu/kernels_ab.sh; kernels/README.md has
-    the table): fused fwd+bwd 14% faster at 8x2048x16x128 (256 programs), 9-24% slower at 1x16384x16
-    (64), and gated at K = 64 3% slower even with 512."""
+    chunk's sequential chain. H200, bf16, 2026-11-27 (bench/results/kernels_fuse_ab.md, table in
+    kernels/README.md): fused fwd+bwd 14% faster at 8x2048x16x128 (256 programs), 9-24% slower at
+    1x16384x16 (64), and gated at K = 64 3% slower even with 512."""
     fuse = _cfg("fuse_wu", None)
     if fuse is None:
         BV = _rec_block(K, V, NH, "fwd", dtype)[0]
