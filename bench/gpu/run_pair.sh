@@ -8,8 +8,8 @@
 #   target, and where the Lightning path's overhead comes from), each Lightning row with its profile;
 # --plan fused (1 GPU): bench/fused_ops.py (the layers' Triton ops: gate, then timings);
 # --plan keep (1 GPU): bench/gpu/kernels_ab.sh of kernels/chunk.py against a copy whose backward takes
-#   W, U, P from the forward (TUNING keep_wu on by default there), then against one that also takes the
-#   chunk states (keep_states): gate and CUDA-graph times of each, into $WORK/keep_wu, $WORK/keep_states;
+#   the chunk states and Vn from the forward (TUNING keep_states on by default there): gate and
+#   CUDA-graph times of both, into $WORK/keep_states;
 # --plan profile (1 GPU): the kernel gate, then bench/check_kernels_gpu.py --only-profile: per-kernel CUDA
 #   time of one fwd+bwd of zoo and fla at 8x2048x16x128 and 1x16384x16x128 (issue 3: where the backward
 #   loses to fla's), into $WORK/profile;
@@ -107,11 +107,8 @@ case $PLAN in
     fused) job fused 0 20 python3 bench/fused_ops.py --out "$WORK/fused" ;;
     profile) job profile 0 20 python3 bench/check_kernels_gpu.py --only-profile --out "$WORK/profile" \
                  --profile-shapes 8x2048x16x128,1x16384x16x128 ;;
-    keep) for knob in keep_wu keep_states; do
-              sed "s/_cfg(\"$knob\", False)/_cfg(\"$knob\", True)/" kernels/chunk.py > "/tmp/chunk_$knob.py"
-          done
-          job keep 0 20 bash -c "bash bench/gpu/kernels_ab.sh /tmp/chunk_keep_wu.py $WORK/keep_wu 270;
-              bash bench/gpu/kernels_ab.sh /tmp/chunk_keep_states.py $WORK/keep_states \$(( END_AT - \$(date +%s) - 20 ))" ;;
+    keep) sed 's/_cfg("keep_states", False)/_cfg("keep_states", True)/' kernels/chunk.py > /tmp/chunk_keep_states.py
+          job keep 0 20 bash bench/gpu/kernels_ab.sh /tmp/chunk_keep_states.py "$WORK/keep_states" @BUDGET@ ;;
     ddp) job ddp 0,1 20 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" --budget @BUDGET@ ;;
     fsdp) job fsdp 0,1 10 python3 bench/train.py --ddp --fsdp --ddp-steps 30 --out "$WORK/ddp" \
               --reuse bench/results/train.ddp.json --budget @BUDGET@ ;;
@@ -127,7 +124,6 @@ status_lines
 show "train: tokens/s" "$WORK/train/train.md" 16
 show "fused ops: Triton vs reference" "$WORK/fused/fused_ops.md" 24 head
 show "ddp/fsdp: 1 vs 2 GPUs" "$WORK/ddp/train.ddp.md" 16 tail
-show "keep_wu A/B" "$WORK/keep_wu/ab.json" 30 head
 show "keep_states A/B" "$WORK/keep_states/ab.json" 30 head
 show "A/B" "$WORK/ab/ab.json" 40 head
 show "mqar long" "$WORK/mqar_long/mqar.md" 40 head
