@@ -756,6 +756,13 @@ def _solve_slice(K: int, dot_dtype) -> int:
     return min(_pow2(K), 64) if dot_dtype == tl.float32 else _pow2(K)
 
 
+def _tf32_wide_keys(K: int, dtype: torch.dtype, stage: str) -> bool:
+    """One-pass tf32 dots (fp32 operands, read from shared memory) on keys over 128: the stage's
+    tiles nearly fill sm_90's 227 KB of shared memory, so the recurrences take narrow V blocks and the
+    fused reverse one loads its late tiles after the early ones are dead (LATE)."""
+    return _dot_dtype(dtype, stage) == tl.float32 and _up(dtype) == 0 and _pow2(K) > 128
+
+
 def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[int, int, int]:
     """(BV, num_warps, num_stages) of a recurrence kernel (grid V/BV x N*H, serial over chunks).
 
@@ -768,7 +775,7 @@ def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[
     BV = _cfg(name + "_bv", None)
     if BV is None:
         BV = 64 if (NH * triton.cdiv(V, 64) >= 256 and 128 <= _pow2(K) <= 128) else 32
-        if wide and _pow2(K) > 128 and _up(dtype) == 0:
+        if _tf32_wide_keys(K, dtype, name):
             BV = 16
         if _interpreting():
             BV = 64
@@ -877,9 +884,9 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
     dt = q.dtype
     NH = meta.N * H
     w, p, hs, vn = kept
-    wup = None
-    if not fused:
-        wup = (w, None, p) if w is not None else _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
+    wup = None  # kept W and P come with kept states, so the recurrence below never needs a kept U
+    if not fused and w is None:
+        wup = _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
         w, _, p = wup
     if hs is None:
         _, _, hs, vn = _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output=False,
@@ -895,7 +902,7 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
         scale, meta.T, meta.NT, H), dict(
         K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
         USE_G=gcum is not None, USE_DHT=dht is not None, STORE_DH0=dh0 is not None, DT=_dot_dtype(dt, "bwd_dh"), UP=_up(dt),
-        FUSED=fused, LATE=fused and _dot_dtype(dt, "bwd_dh") == tl.float32 and _up(dt) == 0 and _pow2(K) > 128,
+        FUSED=fused, LATE=fused and _tf32_wide_keys(K, dt, "bwd_dh"),
         num_warps=nw, num_stages=ns,
     ))
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
