@@ -291,12 +291,18 @@ def profile_kernels(fn, shape, gated=False, fla=False):
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def sweep(zk, ch, budget_end, groups=None, shapes=None):
+def sweep(zk, ch, budget_end, groups=None, shapes=None, gated=False):
     """Time fwd / fwd+bwd (CUDA-graph replay) under launch-parameter overrides, one knob group at a time."""
+    fn = zk.chunk_gated_delta_rule if gated else zk.chunk_delta_rule
     res = []
     knobs = [
         ("solve", [dict(solve_warps=w) for w in (1, 2, 4)]),
         ("fuse_wu", [dict(fuse_wu=f) for f in (False, True)]),  # both paths of the recurrences
+        ("keep", [dict(fuse_wu=f, keep_states=True) for f in (False, True)]),  # the backward skips its recompute
+        ("overlap", [dict(fuse_wu=f, overlap=o) for f in (False, True) for o in (False, True)]),  # two streams
+        ("dh_stages", [dict(bwd_dh_stages=st, bwd_dh_bv=bv) for st, bv in ((1, 32), (2, 16), (2, 64), (3, 32))]),
+        ("bwd_stages", [dict(bwd_stages=2), dict(bwd_stages=2, bwd_warps=4), dict(bwd_warps=4)]),
+        ("bwd4", [dict(bwd_bv=32), dict(bwd_bk=128, bwd_bv=32), dict(bwd_stages=3)]),  # around 4 warps, 2 stages
         ("wu", [dict(fuse_wu=False, wu_warps=w, wu_stages=st) for w in (4, 8) for st in (1, 2)]),  # unfused only
         ("bwd", [dict(bwd_warps=w, bwd_bk=bk, bwd_bv=bv) for w in (4, 8)
                  for (bk, bv) in ((64, 64), (64, 128), (128, 32), (128, 64))]),  # bk 32: illegal address at K=128
@@ -316,8 +322,8 @@ def sweep(zk, ch, budget_end, groups=None, shapes=None):
                 ch.TUNING.clear()
                 ch.TUNING.update(cfg)
                 try:
-                    f, fb = time_op(zk.chunk_delta_rule, *shape, False, graph=True)
-                    res.append({"shape": list(shape), "group": gname, "cfg": cfg, "fwd": f, "fb": fb})
+                    f, fb = time_op(fn, *shape, gated, graph=True)
+                    res.append({"shape": list(shape), "gated": gated, "group": gname, "cfg": cfg, "fwd": f, "fb": fb})
                     log(f"sweep {shape} {cfg}: fwd {f:.3f} fb {fb:.3f}")
                 except Exception as e:
                     res.append({"shape": list(shape), "group": gname, "cfg": cfg, "error": f"{type(e).__name__}: {str(e)[:200]}"})
@@ -355,6 +361,7 @@ def main():
                     help="with --gate: only its fp32 head-dim-256 checks (what MQAR's fp32 runs at d_model >= 256 use)")
     ap.add_argument("--sweep-groups", default="", help="with --quick: sweep only these knob groups (comma list)")
     ap.add_argument("--only-sweep", action="store_true", help="the sweep alone (--sweep-groups, --sweep-shapes)")
+    ap.add_argument("--sweep-gated", action="store_true", help="sweep the gated rule (default: the plain one)")
     ap.add_argument("--no-fla", action="store_true", help="leave fla-core out (its autotuner takes minutes per shape)")
     ap.add_argument("--only-profile", action="store_true",
                     help="per-kernel CUDA time of one fwd+bwd, zoo beside fla, at --profile-shapes; then stop")
@@ -424,7 +431,7 @@ def main():
         return
     if a.only_sweep:
         res["sweep"] = sweep(zk, ch, deadline, groups=a.sweep_groups.split(",") if a.sweep_groups else None,
-                             shapes=sweep_shapes)
+                             shapes=sweep_shapes, gated=a.sweep_gated)
         save()
         print_sweep(res["sweep"])
         return

@@ -24,10 +24,10 @@ Kernels (one launch per stage, all chunks at once):
                                            per chunk and dVn.
   _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass,
                                            the gated P's Q K^T formed here.
-Forward: solve (+ wu) + fwd. Backward: (wu +) fwd (recompute) + bwd_dh + bwd. The path (fused or
-not) is chosen per call by _fused and kept for the backward. The forward keeps Tinv and G for the
-backward (65 values per token and head); W, U, the gated P, the chunk states and Vn are
-recomputed.
+Forward: solve (+ wu) + fwd. Backward: (wu +) fwd (recompute) beside bwd_dh (two CUDA streams: the
+two serial passes are independent), then bwd. The path (fused or not) is chosen per call by _fused
+and kept for the backward. The forward keeps Tinv and G for the backward (65 values per token and
+head); W, U, the gated P, the chunk states and Vn are recomputed.
 
 Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
 Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (there every dot's operands are
@@ -35,6 +35,7 @@ rounded to the dot dtype, then multiplied in fp32, since the interpreter's bf16 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional, Tuple
 
@@ -60,9 +61,10 @@ def _interpreting() -> bool:
 #   fwd_bv / fwd_warps / fwd_stages and bwd_dh_*: recurrence launches;
 #   bwd_warps / bwd_stages / bwd_bk / bwd_bv;  solve_warps;  wu_warps / wu_stages (unfused only);
 #   fuse_wu: True / False forces the fused / unfused path (default: _fused decides per call);
-#   keep_states: the forward recurrence stores the chunk states and Vn = U - W S (and, unfused, keeps
-#   W and the gated P), so the backward skips their recomputation (the states add K*V/64 values per
-#   token and head). Not timed on a GPU yet.
+#   keep_states: the forward recurrence stores the chunk states and Vn = U - W S, so the backward
+#   skips their recomputation (the states add K*V/64 values per token and head; unfused, the backward
+#   still re-runs _wu);  overlap: False runs the backward's two recurrences one after the other
+#   (default: side by side on two CUDA streams, _side_stream).
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -766,22 +768,27 @@ def _tf32_wide_keys(K: int, dtype: torch.dtype, stage: str) -> bool:
 def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[int, int, int]:
     """(BV, num_warps, num_stages) of a recurrence kernel (grid V/BV x N*H, serial over chunks).
 
-    From an H100 sweep: 4 warps; 64-wide V blocks when that still gives >= 256 programs at
-    K = 128, else 32 (more programs for few heads or short keys); the forward pipelines its
-    loads (2 stages) where the shared memory fits (16-bit dots, K <= 128). Keys of 256 with
+    From H100 sweeps: 4 warps; the forward takes 64-wide V blocks when that still gives >= 256
+    programs at K = 128, else 32 (more programs for few heads or short keys), the reverse one 64 at
+    K <= 64, else 32; both pipeline their loads (2 stages) where the shared memory fits (16-bit dots,
+    K <= 128): for the reverse one 8-16% less fwd+bwd at 4x4096 to 1x16384 x16x128 (2026-11-27,
+    check_kernels_gpu sweep "dh_stages"). Keys of 256 with
     one-pass tf32 dots (fp32 operands on the tensor cores' shared-memory path) take 16-wide V
     blocks: with 32, both recurrences need 232-240 KB of shared memory for sm_90, over its 227 KB."""
     wide = dtype == torch.float32 or _dot_dtype(dtype, name) == tl.float32
     BV = _cfg(name + "_bv", None)
     if BV is None:
-        BV = 64 if (NH * triton.cdiv(V, 64) >= 256 and 128 <= _pow2(K) <= 128) else 32
+        if name == "fwd":
+            BV = 64 if (NH * triton.cdiv(V, 64) >= 256 and _pow2(K) == 128) else 32
+        else:
+            BV = 64 if _pow2(K) <= 64 else 32
         if _tf32_wide_keys(K, dtype, name):
             BV = 16
         if _interpreting():
             BV = 64
         BV = min(BV, _pow2(V))
     nw = _cfg(name + "_warps", 4)
-    ns = _cfg(name + "_stages", 2 if (name == "fwd" and not wide and _pow2(K) <= 128) else 1)
+    ns = _cfg(name + "_stages", 2 if (not wide and _pow2(K) <= 128) else 1)
     return BV, nw, ns
 
 
@@ -815,15 +822,16 @@ def _solve(k, g, beta, meta, H):
 
 def _fused(K: int, V: int, NH: int, gated: bool, dtype: torch.dtype) -> bool:
     """Whether the recurrences form Vn from Tinv, beta, k, v (FUSED) instead of loading _wu_kernel's
-    W, U and gated P: TUNING["fuse_wu"], else iff the forward recurrence has >= 256 programs and, gated,
-    keys of 128 or more. Fusing drops a launch and two q-sized writes but adds a 64 x 64 dot to each
-    chunk's sequential chain. H200, bf16, 2026-11-27 (bench/results/kernels_fuse_ab.md, table in
-    kernels/README.md): fused fwd+bwd 14% faster at 8x2048x16x128 (256 programs), 9-24% slower at
-    1x16384x16 (64), and gated at K = 64 3% slower even with 512."""
+    W, U and gated P: TUNING["fuse_wu"], else always for the plain rule and, gated, iff the forward
+    recurrence has >= 256 programs. Fusing drops a launch and two q-sized writes but adds a 64 x 64 dot
+    to each chunk's sequential chain, which the gated rule's longer chain (decays) exposes where few
+    programs run. H100, bf16, 2026-11-27 (check_kernels_gpu sweep "fuse_wu", table in kernels/README.md):
+    plain fused fwd+bwd 2-15% faster at all five timed shapes (64 to 512 programs); gated 12-16% faster
+    at 256 and 512 programs, 6-25% slower at 128 and 64."""
     fuse = _cfg("fuse_wu", None)
     if fuse is None:
         BV = _rec_block(K, V, NH, "fwd", dtype)[0]
-        fuse = triton.cdiv(V, BV) * NH >= 256 and (not gated or _pow2(K) >= 128)
+        fuse = not gated or triton.cdiv(V, BV) * NH >= 256
     return bool(fuse)
 
 
@@ -847,10 +855,12 @@ def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
     return w, u, p
 
 
-def _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output, output_final_state, store_h):
+def _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output, output_final_state, store_h,
+                stream=None):
     """Forward recurrence: (o or None, ht or None, h per chunk or None, Vn = U - W S or None); o when
     ``output``, the chunk states and Vn when ``store_h`` (the backward's inputs). ``wup``: (W, U, P)
-    from _wu, or None for the fused form."""
+    from _wu, or None for the fused form. ``stream``: launch there, after the current stream's work so
+    far; the outputs are allocated on the current stream, which must wait for ``stream`` to read them."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
@@ -861,36 +871,57 @@ def _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output, outp
     vn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("vn", dt)) if store_h else None
     dummy = tinv
     w, u, p = wup if wup is not None else (dummy,) * 3
-    _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
-        q, k, v, beta, tinv, w, u, p if p is not None else dummy, gcum if gcum is not None else dummy,
-        h0 if h0 is not None else dummy,
-        *meta.seqs(dummy),
-        o if o is not None else dummy, ht if ht is not None else dummy,
-        hs if hs is not None else dummy, vn if vn is not None else dummy,
-        scale, meta.T, meta.NT, H), dict(
-        K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
-        USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
-        OUTPUT=output, STORE_H=store_h, DT=_dot_dtype(dt, "fwd"), UP=_up(dt), FUSED=wup is None,
-        num_warps=nw, num_stages=ns,
-    ))
+    if stream is not None:
+        stream.wait_stream(torch.cuda.current_stream(q.device))
+    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        _launch(_fwd_kernel, (triton.cdiv(V, BV), NH), (
+            q, k, v, beta, tinv, w, u, p if p is not None else dummy, gcum if gcum is not None else dummy,
+            h0 if h0 is not None else dummy,
+            *meta.seqs(dummy),
+            o if o is not None else dummy, ht if ht is not None else dummy,
+            hs if hs is not None else dummy, vn if vn is not None else dummy,
+            scale, meta.T, meta.NT, H), dict(
+            K=K, V=V, BK=_pow2(K), BV=BV, VARLEN=meta.varlen,
+            USE_G=gcum is not None, USE_H0=h0 is not None, STORE_HT=ht is not None,
+            OUTPUT=output, STORE_H=store_h, DT=_dot_dtype(dt, "fwd"), UP=_up(dt), FUSED=wup is None,
+            num_warps=nw, num_stages=ns,
+        ))
     return o, ht, hs, vn
 
 
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(device: torch.device) -> Optional[torch.cuda.Stream]:
+    """A second CUDA stream of ``device`` (None on CPU tensors or with TUNING["overlap"] False).
+
+    The backward's two recurrences run one program per sequence, head and V block, serially over
+    chunks: with few sequences each leaves most SMs idle (latency-bound), so running the states'
+    recompute beside the reverse recurrence costs little more than the longer one (H100: fwd+bwd 8-13%
+    less at 2x8192 and 1x16384 x16x128, check_kernels_gpu sweep "overlap", 2026-11-27)."""
+    if device.type != "cuda" or not _cfg("overlap", True):
+        return None
+    side = _SIDE_STREAMS.get(device.index)
+    if side is None:
+        side = _SIDE_STREAMS[device.index] = torch.cuda.Stream(device)
+    return side
+
+
 def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, kept):
-    """Every gradient. ``kept``: (W, P, chunk states, Vn) as the forward kept them (W and P only
-    unfused); what is None is recomputed here (W, U, P by _wu when unfused; the states and Vn by the
-    forward recurrence)."""
+    """Every gradient. ``kept``: (chunk states, Vn) as the forward kept them, or (None, None): then
+    the forward recurrence recomputes them, beside the reverse one. Unfused, _wu first re-forms W, U
+    and the gated P."""
     Ttot, K, V = q.shape[0], q.shape[-1], v.shape[-1]
     dt = q.dtype
     NH = meta.N * H
-    w, p, hs, vn = kept
-    wup = None  # kept W and P come with kept states, so the recurrence below never needs a kept U
-    if not fused and w is None:
-        wup = _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
-        w, _, p = wup
-    if hs is None:
+    hs, vn = kept
+    wup = None if fused else _wu(q, k, v, beta, gcum, tinv, scale, meta, H)
+    w, _, p = wup if wup is not None else (None,) * 3
+    side = None
+    if hs is None:  # the states' recompute and the reverse recurrence are independent: side by side
+        side = _side_stream(q.device)
         _, _, hs, vn = _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output=False,
-                                   output_final_state=False, store_h=True)
+                                   output_final_state=False, store_h=True, stream=side)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
     dvn = _alloc((Ttot, H, V), device=q.device, dtype=_buf("dvn", dt))
     dh0 = _alloc((meta.N, H, K, V), device=q.device, dtype=torch.float32) if h0 is not None else None
@@ -905,6 +936,8 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
         FUSED=fused, LATE=fused and _tf32_wide_keys(K, dt, "bwd_dh"),
         num_warps=nw, num_stages=ns,
     ))
+    if side is not None:  # join: every tensor the side stream touched was allocated on this one
+        torch.cuda.current_stream(q.device).wait_stream(side)
     dq = _alloc(q.shape, device=q.device, dtype=q.dtype)
     dk = _alloc(k.shape, device=k.device, dtype=k.dtype)
     dv = _alloc(v.shape, device=v.device, dtype=v.dtype)
@@ -915,6 +948,9 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
         raise ValueError(f"TUNING['bwd_bk']={BK} with K={K}: key blocks under 64 raised an illegal memory "
                          "access on an H100 (Triton 3.6) in the backward; use 64 or 128")
     if meta.total:
+        # H100 sweep "bwd_stages" (2026-11-27): 4 warps with pipelined loads, 6-12% less fwd+bwd at
+        # DESIGN §9's shapes than the 8 warps, 1 stage kept for fp32 dots and head dims of 256
+        small = _dot_dtype(dt, "bwd") != tl.float32 and _pow2(K) <= 128 and _pow2(V) <= 128
         interp = _interpreting()
         _bwd_kernel[(meta.total, H)](
             q, k, v, beta, gcum if gcum is not None else beta, tinv,
@@ -924,7 +960,7 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
             scale, meta.T, meta.NT, H,
             K=K, V=V, BK=BK, BV=min(_cfg("bwd_bv", 64), _pow2(V)),
             USE_G=g is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "bwd"), UP=_up(dt),
-            num_warps=_cfg("bwd_warps", 8 if not interp else 4), num_stages=_cfg("bwd_stages", 1),
+            num_warps=_cfg("bwd_warps", 4 if small or interp else 8), num_stages=_cfg("bwd_stages", 2 if small else 1),
         )
     else:
         dq.zero_(), dk.zero_(), dv.zero_(), dbeta.zero_()
@@ -951,9 +987,8 @@ class _ChunkDeltaRule(torch.autograd.Function):
         o, ht, hs, vn = _recurrence(qf, kf, vf, bf, tinv, wup, gcum, h0, scale, meta, H, output=True,
                                     output_final_state=output_final_state, store_h=keep_states)
         # Tinv and G are kept (64 + 1 values per token and head); by default the backward recomputes
-        # W, U, P (unfused) and the chunk states and Vn (TUNING keep_states keeps them instead).
-        w, p = (wup[0], wup[2]) if keep_states and wup is not None else (None, None)
-        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, w, p, hs, vn)
+        # the chunk states and Vn (TUNING keep_states keeps them instead) and, unfused, W, U and P.
+        ctx.save_for_backward(qf, kf, vf, gf, bf, h0, tinv, gcum, hs, vn)
         ctx.meta, ctx.scale, ctx.shape, ctx.fused = meta, scale, (B, T, H, K, V), fused
         return o.reshape(B, T, H, V), ht
 

@@ -205,9 +205,9 @@ def test_backward_refuses_key_blocks_that_crashed_on_gpu(monkeypatch):
 @pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("gated", [False, True])
 def test_backward_with_states_kept_from_the_forward(gated, keep, fused, monkeypatch):
-    """TUNING keep_states: the backward takes the forward's chunk states and Vn = U - W S (and, unfused,
-    W and the gated P) instead of re-running _wu and the forward recurrence; varlen documents and
-    initial states exercise every buffer. The path is chosen once per call."""
+    """TUNING keep_states: the backward takes the forward's chunk states and Vn = U - W S instead of
+    re-running the forward recurrence (unfused, it re-runs _wu either way, for W and P^T dO); varlen
+    documents and initial states exercise every buffer. The path is chosen once per call."""
     monkeypatch.setitem(chunk_mod.TUNING, "keep_states", keep)
     calls = {"_fused": 0, "_wu": 0, "_recurrence": 0}
 
@@ -225,19 +225,21 @@ def test_backward_with_states_kept_from_the_forward(gated, keep, fused, monkeypa
     _compare(_fwd_bwd(fn, x, gated, torch.float32, cu=cu), _fwd_bwd(ref, x, gated, torch.float64, cu=cu),
              TOL[torch.float32])
     runs = 1 if keep else 2  # the backward re-ran only what was not kept
-    assert calls == {"_fused": 1, "_wu": 0 if fused else runs, "_recurrence": runs}
+    assert calls == {"_fused": 1, "_wu": 0 if fused else 2, "_recurrence": runs}
 
 
-def test_fused_path_chosen_by_programs_and_keys(monkeypatch):
-    """Fused where the forward recurrence has >= 256 programs (V blocks x N*H), and for the gated rule
-    only with keys of 128 or more (H200 A/B, kernels/README.md); TUNING["fuse_wu"] overrides."""
+def test_fused_path_chosen_by_rule_and_programs(monkeypatch):
+    """Fused always for the plain rule; for the gated rule where the forward recurrence has >= 256
+    programs (V blocks x N*H) (H100 sweep, kernels/README.md); TUNING["fuse_wu"] overrides."""
     monkeypatch.setattr(chunk_mod, "_interpreting", lambda: False)  # the GPU's V blocks
     bf16 = torch.bfloat16
     for gated in (False, True):
         assert chunk_mod._fused(128, 128, 8 * 16, gated, bf16)  # 8x2048x16x128: 2 x 128 programs
-        assert not chunk_mod._fused(128, 128, 16, gated, bf16)  # 1x16384x16x128: 4 x 16
-    assert chunk_mod._fused(64, 64, 8 * 32, False, bf16)  # 8x2048x32x64: 2 x 256
-    assert not chunk_mod._fused(64, 64, 8 * 32, True, bf16)
+        assert chunk_mod._fused(64, 64, 8 * 32, gated, bf16)  # 8x2048x32x64: 2 x 256
+        assert chunk_mod._fused(128, 128, 4 * 16, gated, bf16)  # 4x4096x16x128: 4 x 64
+    assert chunk_mod._fused(128, 128, 16, False, bf16)  # 1x16384x16x128: 4 x 16
+    assert not chunk_mod._fused(128, 128, 16, True, bf16)
+    assert not chunk_mod._fused(128, 128, 2 * 16, True, bf16)  # 2x8192x16x128: 4 x 32
     monkeypatch.setitem(chunk_mod.TUNING, "fuse_wu", True)
     assert chunk_mod._fused(64, 64, 1, True, bf16)
     monkeypatch.setitem(chunk_mod.TUNING, "fuse_wu", False)
