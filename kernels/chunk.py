@@ -24,8 +24,8 @@ Kernels (one launch per stage, all chunks at once):
                                            per chunk and dVn.
   _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass,
                                            the gated P's Q K^T formed here.
-Forward: solve (+ wu) + fwd. Backward: (wu +) fwd (recompute) beside bwd_dh (two CUDA streams: the
-two serial passes are independent), then bwd. The path (fused or not) is chosen per call by _fused
+Forward: solve (+ wu) + fwd. Backward: (wu +) fwd (recompute) and bwd_dh (side by side on two CUDA
+streams where they run few programs: the two serial passes are independent), then bwd. The path (fused or not) is chosen per call by _fused
 and kept for the backward. The forward keeps Tinv and G for the backward (65 values per token and
 head); W, U, the gated P, the chunk states and Vn are recomputed.
 
@@ -64,7 +64,7 @@ def _interpreting() -> bool:
 #   keep_states: the forward recurrence stores the chunk states and Vn = U - W S, so the backward
 #   skips their recomputation (the states add K*V/64 values per token and head; unfused, the backward
 #   still re-runs _wu);  overlap: False runs the backward's two recurrences one after the other
-#   (default: side by side on two CUDA streams, _side_stream).
+#   (default: side by side on two CUDA streams where they run few programs, _side_stream).
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -892,14 +892,22 @@ def _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output, outp
 _SIDE_STREAMS: dict = {}
 
 
-def _side_stream(device: torch.device) -> Optional[torch.cuda.Stream]:
-    """A second CUDA stream of ``device`` (None on CPU tensors or with TUNING["overlap"] False).
+def _overlaps(programs: int) -> bool:
+    """Whether the backward's two recurrences share the GPU (see _side_stream)."""
+    return bool(_cfg("overlap", programs < 256))
+
+
+def _side_stream(device: torch.device, programs: int) -> Optional[torch.cuda.Stream]:
+    """A second CUDA stream of ``device`` for the states' recompute, where the recurrences run fewer
+    than 256 ``programs`` (else None, and on CPU tensors; TUNING["overlap"] True / False forces it).
 
     The backward's two recurrences run one program per sequence, head and V block, serially over
-    chunks: with few sequences each leaves most SMs idle (latency-bound), so running the states'
-    recompute beside the reverse recurrence costs little more than the longer one (H100: fwd+bwd 8-13%
-    less at 2x8192 and 1x16384 x16x128, check_kernels_gpu sweep "overlap", 2026-11-27)."""
-    if device.type != "cuda" or not _cfg("overlap", True):
+    chunks: with few programs each leaves most SMs idle (latency-bound), so running the recompute
+    beside the reverse recurrence costs little more than the longer one. H100, 2026-11-27 (CUDA-graph
+    times, bench/results/kernels_sweep_h100.md): fwd+bwd 8-19% less at 2x8192 and 1x16384 x16x128
+    (128 and 64 programs), within 1% at 256 and more, where the two together no longer fit the SMs
+    at once; so the default keeps one stream there."""
+    if device.type != "cuda" or not _overlaps(programs):
         return None
     side = _SIDE_STREAMS.get(device.index)
     if side is None:
@@ -919,7 +927,7 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
     w, _, p = wup if wup is not None else (None,) * 3
     side = None
     if hs is None:  # the states' recompute and the reverse recurrence are independent: side by side
-        side = _side_stream(q.device)
+        side = _side_stream(q.device, triton.cdiv(V, _rec_block(K, V, NH, "fwd", dt)[0]) * NH)
         _, _, hs, vn = _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output=False,
                                    output_final_state=False, store_h=True, stream=side)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))

@@ -228,6 +228,19 @@ def test_backward_with_states_kept_from_the_forward(gated, keep, fused, monkeypa
     assert calls == {"_fused": 1, "_wu": 0 if fused else 2, "_recurrence": runs}
 
 
+def test_backward_recurrences_overlap_only_with_few_programs(monkeypatch):
+    """The states' recompute runs beside the reverse recurrence (a second CUDA stream) where the
+    recurrences have < 256 programs (H100 sweep, kernels/README.md); TUNING["overlap"] overrides;
+    never on CPU tensors."""
+    assert chunk_mod._overlaps(64) and chunk_mod._overlaps(128)
+    assert not chunk_mod._overlaps(256) and not chunk_mod._overlaps(512)
+    assert chunk_mod._side_stream(torch.device("cpu"), 64) is None
+    monkeypatch.setitem(chunk_mod.TUNING, "overlap", True)
+    assert chunk_mod._overlaps(512)
+    monkeypatch.setitem(chunk_mod.TUNING, "overlap", False)
+    assert not chunk_mod._overlaps(64)
+
+
 def test_fused_path_chosen_by_rule_and_programs(monkeypatch):
     """Fused always for the plain rule; for the gated rule where the forward recurrence has >= 256
     programs (V blocks x N*H) (H100 sweep, kernels/README.md); TUNING["fuse_wu"] overrides."""
