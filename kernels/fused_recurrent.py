@@ -626,9 +626,9 @@ def delta_rule_step(
 
 def _step_config(BH: int, K: int, V: int) -> Tuple[int, int]:
     """(BV, num_warps) of the decode kernel. Measured on an H100 (H = 8, K = V = 128, states
-    rotated past L2; bench/results/kernels.json "step_sweep_run1"): 16 columns / 1 warp is best up to
-    B·H = 128 (B = 1: 2.9 µs, B = 16: 7.9 µs), 64 columns is best from B·H = 512 (B = 256: 97 µs
-    against a 89 µs read+write floor of the state)."""
+    rotated past L2; "step_sweep_run1" of bench/results/kernels.json at commit 7f3faa1): 16 columns /
+    1 warp is best up to B·H = 128 (B = 1: 2.9 µs, B = 16: 7.9 µs), 64 columns is best from
+    B·H = 512 (B = 256: 97 µs against a 89 µs read+write floor of the state)."""
     BK = triton.next_power_of_2(K)
     bv = 64 if BH * triton.cdiv(V, 64) >= 1024 else 16
     if _INTERPRET or BK > 128:
