@@ -63,8 +63,8 @@ def _interpreting() -> bool:
 #   fuse_wu: True / False forces the fused / unfused path (default: _fused decides per call);
 #   keep_states: the forward recurrence stores the chunk states and Vn = U - W S, so the backward
 #   skips their recomputation (the states add K*V/64 values per token and head; unfused, the backward
-#   still re-runs _wu);  overlap: False runs the backward's two recurrences one after the other
-#   (default: side by side on two CUDA streams where they run few programs, _side_stream).
+#   still re-runs _wu);  overlap: True / False runs the backward's two recurrences side by side on two
+#   CUDA streams / one after the other (default: side by side where they run few programs, _overlaps).
 TUNING: dict = {}
 
 # Precision presets for 16-bit inputs: which stages run their dots on fp32 operands (tf32 tensor
@@ -771,7 +771,7 @@ def _rec_block(K: int, V: int, NH: int, name: str, dtype: torch.dtype) -> Tuple[
     From H100 sweeps: 4 warps; the forward takes 64-wide V blocks when that still gives >= 256
     programs at K = 128, else 32 (more programs for few heads or short keys), the reverse one 64 at
     K <= 64, else 32; both pipeline their loads (2 stages) where the shared memory fits (16-bit dots,
-    K <= 128): for the reverse one 8-16% less fwd+bwd at 4x4096 to 1x16384 x16x128 (2026-11-27,
+    K <= 128): for the reverse one 8-14% less fwd+bwd at 4x4096 to 1x16384 x16x128 (2026-11-27,
     check_kernels_gpu sweep "dh_stages"). Keys of 256 with
     one-pass tf32 dots (fp32 operands on the tensor cores' shared-memory path) take 16-wide V
     blocks: with 32, both recurrences need 232-240 KB of shared memory for sm_90, over its 227 KB."""
@@ -826,7 +826,7 @@ def _fused(K: int, V: int, NH: int, gated: bool, dtype: torch.dtype) -> bool:
     recurrence has >= 256 programs. Fusing drops a launch and two q-sized writes but adds a 64 x 64 dot
     to each chunk's sequential chain, which the gated rule's longer chain (decays) exposes where few
     programs run. H100, bf16, 2026-11-27 (check_kernels_gpu sweep "fuse_wu", table in kernels/README.md):
-    plain fused fwd+bwd 2-15% faster at all five timed shapes (64 to 512 programs); gated 12-16% faster
+    plain fused fwd+bwd 2-15% faster at all five timed shapes (64 to 512 programs); gated 12-13% faster
     at 256 and 512 programs, 6-25% slower at 128 and 64."""
     fuse = _cfg("fuse_wu", None)
     if fuse is None:
@@ -956,8 +956,8 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
         raise ValueError(f"TUNING['bwd_bk']={BK} with K={K}: key blocks under 64 raised an illegal memory "
                          "access on an H100 (Triton 3.6) in the backward; use 64 or 128")
     if meta.total:
-        # H100 sweep "bwd_stages" (2026-11-27): 4 warps with pipelined loads, 6-12% less fwd+bwd at
-        # DESIGN §9's shapes than the 8 warps, 1 stage kept for fp32 dots and head dims of 256
+        # H100 sweep "bwd_stages" (2026-11-27): 4 warps with pipelined loads, 3-11% less fwd+bwd at
+        # DESIGN §9's shapes and 1x16384 than the 8 warps, 1 stage kept for fp32 dots and head dims of 256
         small = _dot_dtype(dt, "bwd") != tl.float32 and _pow2(K) <= 128 and _pow2(V) <= 128
         interp = _interpreting()
         _bwd_kernel[(meta.total, H)](
