@@ -25,9 +25,10 @@ Kernels (one launch per stage, all chunks at once):
   _bwd_kernel    grid (chunks, H)          every per-chunk gradient (q, k, v, beta, g) in one pass,
                                            the gated P's Q K^T formed here.
 Forward: solve (+ wu) + fwd. Backward: (wu +) fwd (recompute) and bwd_dh (side by side on two CUDA
-streams where they run few programs: the two serial passes are independent), then bwd. The path (fused or not) is chosen per call by _fused
-and kept for the backward. The forward keeps Tinv and G for the backward (65 values per token and
-head); W, U, the gated P, the chunk states and Vn are recomputed.
+streams where they run few programs: the two serial passes are independent), then bwd. The path
+(fused or not) is chosen per call by _fused and kept for the backward. The forward keeps Tinv and G
+for the backward (65 values per token and head); W, U, the gated P, the chunk states and Vn are
+recomputed.
 
 Portability: plain pointer arithmetic with masks (no block pointers), so the kernels run on
 Triton 3.6 on GPU and under TRITON_INTERPRET=1 on CPU tensors (there every dot's operands are
@@ -828,11 +829,12 @@ def _fused(K: int, V: int, NH: int, gated: bool, dtype: torch.dtype) -> bool:
     programs run. H100, bf16, 2026-11-27 (check_kernels_gpu sweep "fuse_wu", table in kernels/README.md):
     plain fused fwd+bwd 2-15% faster at all five timed shapes (64 to 512 programs); gated 12-13% faster
     at 256 and 512 programs, 6-25% slower at 128 and 64."""
-    fuse = _cfg("fuse_wu", None)
-    if fuse is None:
-        BV = _rec_block(K, V, NH, "fwd", dtype)[0]
-        fuse = not gated or triton.cdiv(V, BV) * NH >= 256
-    return bool(fuse)
+    return bool(_cfg("fuse_wu", not gated or _fwd_programs(K, V, NH, dtype) >= 256))
+
+
+def _fwd_programs(K: int, V: int, NH: int, dtype: torch.dtype) -> int:
+    """Programs of the forward recurrence (V blocks x N*H), on which the path and overlap choices rest."""
+    return triton.cdiv(V, _rec_block(K, V, NH, "fwd", dtype)[0]) * NH
 
 
 def _wu(q, k, v, beta, gcum, tinv, scale, meta, H):
@@ -927,7 +929,7 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
     w, _, p = wup if wup is not None else (None,) * 3
     side = None
     if hs is None:  # the states' recompute and the reverse recurrence are independent: side by side
-        side = _side_stream(q.device, triton.cdiv(V, _rec_block(K, V, NH, "fwd", dt)[0]) * NH)
+        side = _side_stream(q.device, _fwd_programs(K, V, NH, dt))
         _, _, hs, vn = _recurrence(q, k, v, beta, tinv, wup, gcum, h0, scale, meta, H, output=False,
                                    output_final_state=False, store_h=True, stream=side)
     dhs = _alloc((meta.total, H, K, V), device=q.device, dtype=_buf("dhs", dt))
@@ -968,7 +970,8 @@ def _backward(q, k, v, g, beta, scale, h0, tinv, gcum, do, dht, meta, H, fused, 
             scale, meta.T, meta.NT, H,
             K=K, V=V, BK=BK, BV=min(_cfg("bwd_bv", 64), _pow2(V)),
             USE_G=g is not None, VARLEN=meta.varlen, DT=_dot_dtype(dt, "bwd"), UP=_up(dt),
-            num_warps=_cfg("bwd_warps", 4 if small or interp else 8), num_stages=_cfg("bwd_stages", 2 if small else 1),
+            num_warps=_cfg("bwd_warps", 4 if small or interp else 8),
+            num_stages=_cfg("bwd_stages", 2 if small else 1),
         )
     else:
         dq.zero_(), dk.zero_(), dv.zero_(), dbeta.zero_()
