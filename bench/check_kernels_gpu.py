@@ -326,7 +326,8 @@ def sweep(zk, ch, budget_end, groups=None, shapes=None, gated=False):
                     res.append({"shape": list(shape), "gated": gated, "group": gname, "cfg": cfg, "fwd": f, "fb": fb})
                     log(f"sweep {shape} {cfg}: fwd {f:.3f} fb {fb:.3f}")
                 except Exception as e:
-                    res.append({"shape": list(shape), "group": gname, "cfg": cfg, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+                    res.append({"shape": list(shape), "gated": gated, "group": gname, "cfg": cfg,
+                                "error": f"{type(e).__name__}: {str(e)[:200]}"})
                     log(f"sweep {shape} {cfg}: ERROR {type(e).__name__}: {str(e)[:200]}")
                 finally:
                     ch.TUNING.clear()

@@ -206,8 +206,8 @@ def test_backward_refuses_key_blocks_that_crashed_on_gpu(monkeypatch):
 @pytest.mark.parametrize("gated", [False, True])
 def test_backward_with_states_kept_from_the_forward(gated, keep, fused, monkeypatch):
     """TUNING keep_states: the backward takes the forward's chunk states and Vn = U - W S instead of
-    re-running the forward recurrence (unfused, it re-runs _wu either way, for W and P^T dO); varlen
-    documents and initial states exercise every buffer. The path is chosen once per call."""
+    re-running the forward recurrence (unfused, it re-runs _wu either way, for W, U and the gated P);
+    varlen documents and initial states exercise every buffer. The path is chosen once per call."""
     monkeypatch.setitem(chunk_mod.TUNING, "keep_states", keep)
     calls = {"_fused": 0, "_wu": 0, "_recurrence": 0}
 
